@@ -1,0 +1,68 @@
+# llama-entra developer commands. `make` alone lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# uv: the one on PATH, else the one pip installs as a module.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# Python 3.12: pyenv's on machines that have it, else uv's own lookup.
+PYENV_PY312 := $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12
+export UV_PYTHON ?= $(if $(wildcard $(PYENV_PY312)),$(PYENV_PY312),3.12)
+export UV_PROJECT_ENVIRONMENT ?= .venv
+VENV := .venv/.installed
+RUN := $(UV) run --frozen --no-sync
+
+CONFIG ?= run-configs/llama-entra-azure.yaml
+RUN_CONFIG ?= run-configs/azure.yaml
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV): pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+.PHONY: install
+install: $(VENV) ## create .venv from uv.lock (installs uv with pip if missing)
+
+.PHONY: run
+run: $(VENV) ## run the service against real Azure (CONFIG=..., env vars in README)
+	$(RUN) llama-entra serve -c $(CONFIG)
+
+.PHONY: run-llama-stack
+run-llama-stack: $(VENV) ## enrich RUN_CONFIG and run a Llama Stack server on it
+	$(RUN) scripts/llama-stack-entrypoint.sh $(CONFIG) $(RUN_CONFIG)
+
+.PHONY: test
+test: $(VENV) ## all unit and end-to-end tests
+	$(RUN) pytest
+
+.PHONY: test-unit
+test-unit: $(VENV) ## unit tests only
+	$(RUN) pytest tests/unit
+
+.PHONY: test-e2e
+test-e2e: $(VENV) ## end-to-end tests (real servers on loopback)
+	$(RUN) pytest tests/e2e
+
+.PHONY: lint
+lint: $(VENV) ## ruff (lint + format check) and mypy strict
+	$(RUN) ruff check src tests
+	$(RUN) ruff format --check src tests
+	$(RUN) mypy
+
+.PHONY: format
+format: $(VENV) ## apply ruff's fixes and formatting
+	$(RUN) ruff check --fix src tests
+	$(RUN) ruff format src tests
+
+.PHONY: bench
+bench: $(VENV) ## benchmarks against the emulator; results in bench-results/
+	$(RUN) pytest tests/benchmarks -p no:cacheprovider -s
+
+.PHONY: clean
+clean: ## remove the venv, caches and local state
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .llama-entra bench-results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""llama-entra: Llama Stack on Azure OpenAI with lazy Entra ID authentication."""

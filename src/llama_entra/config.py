@@ -1,0 +1,276 @@
+"""Service configuration: the pydantic models of ``llama-entra.yaml`` and how it is loaded.
+
+Every string value may be ``${env.NAME}`` (the variable must be set) or
+``${env.NAME:=default}`` (the default when it is unset or empty), also inside a longer string.
+Unknown keys are rejected, secrets are ``SecretStr``, and every problem becomes one
+``ConfigError`` line naming the file, the key and the problem.
+
+Relative paths in the file (run config, certificate, CA bundle) are resolved against the
+current working directory, as the commands in README are run from the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from llama_entra.errors import ConfigError
+
+__all__ = [
+    "AuthenticationConfig",
+    "AzureEntraIdConfig",
+    "CredentialKind",
+    "LlamaEntraConfig",
+    "LlamaStackConfig",
+    "ProxyConfig",
+    "ServiceConfig",
+    "expand_env",
+    "load_config",
+    "parse_config",
+]
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+CredentialKind = Literal[
+    "client_secret", "certificate", "managed_identity", "workload_identity", "default"
+]
+
+_ENV_PATTERN = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(StrictModel):
+    """Where and how the FastAPI service listens."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes; each has its own token.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level of the service and uvicorn."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Plain or JSON log lines.")
+    state_dir: Path = Field(
+        Path(".llama-entra"), description="Directory for state the service keeps on disk."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; larger gives 413."
+    )
+
+
+class LlamaStackConfig(StrictModel):
+    """How the service reaches Llama Stack: in-process library or a server."""
+
+    mode: Literal["library", "service"] = Field(
+        "library", description="library: Llama Stack in-process; service: a Llama Stack server."
+    )
+    config: Path | None = Field(
+        Path("run-configs/azure.yaml"),
+        description="Library mode: the Llama Stack run config, enriched at start-up.",
+    )
+    url: str = Field("http://localhost:8321", description="Service mode: Llama Stack server URL.")
+    api_key: SecretStr | None = Field(
+        None, description="Service mode: bearer token for a protected Llama Stack server."
+    )
+    provider_data_header: str = Field(
+        "X-LlamaStack-Provider-Data", description="Header carrying per-request provider data."
+    )
+    provider_data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Static provider data merged into every call (never the Azure keys).",
+    )
+    default_model: str | None = Field(
+        None, description="Model used when a query names none (provider/model or plain id)."
+    )
+    timeout_seconds: float = Field(
+        120.0, gt=0, description="Service mode: read timeout for calls to the Llama Stack server."
+    )
+
+    @model_validator(mode="after")
+    def _mode_needs_its_field(self) -> LlamaStackConfig:
+        if self.mode == "library" and self.config is None:
+            raise ValueError("config is required in library mode")
+        return self
+
+
+class AzureEntraIdConfig(StrictModel):
+    """The Entra ID identity whose tokens authenticate Azure OpenAI inference."""
+
+    tenant_id: str | None = Field(None, description="Directory (tenant) id.")
+    client_id: str | None = Field(
+        None, description="Application (client) id; for managed identity, a user-assigned id."
+    )
+    credential: CredentialKind = Field(
+        "client_secret", description="Which azure-identity credential to use."
+    )
+    client_secret: SecretStr | None = Field(None, description="Client secret (client_secret).")
+    certificate_path: Path | None = Field(
+        None, description="PEM or PFX file with the private key (certificate)."
+    )
+    certificate_password: SecretStr | None = Field(
+        None, description="Password of the certificate file, if any."
+    )
+    send_certificate_chain: bool = Field(
+        False, description="Send the x5c chain (subject name/issuer authentication)."
+    )
+    federated_token_file: Path | None = Field(
+        None,
+        description="workload_identity: projected token file; default AZURE_FEDERATED_TOKEN_FILE.",
+    )
+    authority_host: str = Field(
+        PUBLIC_AUTHORITY, description="Entra authority: public, sovereign cloud, or the emulator."
+    )
+    ca_bundle: Path | None = Field(
+        None, description="Extra CA bundle (PEM) trusted for the authority, e.g. the emulator's."
+    )
+    scope: str = Field(COGNITIVE_SERVICES_SCOPE, description="Scope of the requested token.")
+    refresh_margin_seconds: int = Field(
+        300, ge=0, description="Refresh when less than this is left, or at the token's refresh_on."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest wait for one token request before it counts as failed."
+    )
+    api_base: str | None = Field(
+        None, description="Azure OpenAI base URL; default: base_url of the remote::azure provider."
+    )
+
+    @model_validator(mode="after")
+    def _credential_has_its_fields(self) -> AzureEntraIdConfig:
+        required: dict[str, tuple[str, ...]] = {
+            "client_secret": ("tenant_id", "client_id", "client_secret"),
+            "certificate": ("tenant_id", "client_id", "certificate_path"),
+            "workload_identity": (),
+            "managed_identity": (),
+            "default": (),
+        }
+        missing = [name for name in required[self.credential] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(
+                f"credential {self.credential} needs {', '.join(missing)} (missing or empty)"
+            )
+        if not self.authority_host.startswith("https://"):
+            raise ValueError("authority_host must be an https:// URL")
+        return self
+
+
+class AuthenticationConfig(StrictModel):
+    """Inbound authentication of callers (see ``llama_entra.auth``)."""
+
+    module: Literal["noop", "api_key", "custom", "jwk"] = Field(
+        "noop", description="How callers prove who they are."
+    )
+
+
+class ProxyConfig(StrictModel):
+    """The sidecar reverse proxy in front of Azure OpenAI."""
+
+    upstream: str | None = Field(
+        None, description="Azure OpenAI base URL, e.g. https://RESOURCE.openai.azure.com/openai/v1"
+    )
+    host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
+    port: int = Field(8081, ge=0, le=65535, description="TCP port.")
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="Upstream connect timeout.")
+    read_timeout_seconds: float = Field(
+        300.0, gt=0, description="Longest silence between upstream bytes (no total cap)."
+    )
+
+
+class LlamaEntraConfig(StrictModel):
+    """The whole ``llama-entra.yaml``."""
+
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    llama_stack: LlamaStackConfig = Field(default_factory=LlamaStackConfig)
+    azure_entra_id: AzureEntraIdConfig | None = Field(
+        None, description="Absent: no Entra; static keys in the run config still work."
+    )
+    authentication: AuthenticationConfig = Field(default_factory=AuthenticationConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+
+
+def expand_env(value: Any, *, environ: Mapping[str, str] | None = None, path: str = "") -> Any:
+    """Return ``value`` with ``${env.NAME}`` / ``${env.NAME:=default}`` expanded in strings.
+
+    Walks mappings and lists; ``path`` is the dotted key of ``value`` for error messages.
+    Raises ``ConfigError`` naming the key when a variable without default is unset.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ=env, path=_join(path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ=env, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = env.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        if found is not None:  # set but empty, and no default: empty is what was asked for
+            return found
+        raise ConfigError(f"environment variable {name} is not set", key=path or None)
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def parse_config(raw: Any, *, source: str = "<config>") -> LlamaEntraConfig:
+    """Validate an already-loaded YAML document (env vars expanded here) into the config."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping", file=source)
+    try:
+        expanded = expand_env(raw)
+        return LlamaEntraConfig.model_validate(expanded)
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, file=source, key=exc.key) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or None
+        raise ConfigError(_describe(first), file=source, key=key) from None
+
+
+def load_config(path: str | Path) -> LlamaEntraConfig:
+    """Read, expand and validate ``path``; any problem is a one-line ``ConfigError``."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc.__class__.__name__}", file=source) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"malformed YAML{where}", file=source) from None
+    return parse_config(raw, source=source)
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _describe(error: Any) -> str:
+    """One line from a pydantic error, without echoing the (possibly secret) input."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,94 @@
+"""The error tree of llama-entra.
+
+Every failure the project raises on purpose is a ``LlamaEntraError``. Third-party errors
+(azure-identity, httpx, llama-stack, openai) are translated into this tree at the boundary
+where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tree to HTTP.
+
+::
+
+    LlamaEntraError
+    ├── ConfigError               a service or run config is invalid (file, key, problem)
+    ├── TokenError                no usable Entra ID token          -> 503
+    │   ├── TokenUnavailableError  the authority could not be asked (down, slow, unreachable,
+    │   │                          credential kind unavailable in this environment)
+    │   └── TokenRejectedError     Entra ID answered and refused (wrong secret, unknown client)
+    ├── UpstreamError             Llama Stack or Azure OpenAI failed   -> 502 (or its status)
+    │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
+    │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
+    └── NotFoundError             unknown model or conversation      -> 404
+
+Messages and causes carried by these errors are safe to show to callers: they never contain a
+secret or a token.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "LlamaEntraError",
+    "NotFoundError",
+    "TokenError",
+    "TokenRejectedError",
+    "TokenUnavailableError",
+    "UpstreamAuthError",
+    "UpstreamError",
+    "UpstreamUnavailableError",
+]
+
+
+class LlamaEntraError(Exception):
+    """Root of every error llama-entra raises on purpose."""
+
+
+class ConfigError(LlamaEntraError):
+    """A configuration file is missing, malformed or invalid.
+
+    ``str(error)`` is one line: ``FILE: KEY: PROBLEM`` (``KEY`` omitted when the whole file
+    is at fault), ready to print for the user.
+    """
+
+    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.problem = problem
+        self.file = file
+        self.key = key
+        super().__init__(": ".join(part for part in (file, key, problem) if part))
+
+
+class TokenError(LlamaEntraError):
+    """No valid Entra ID token could be had; ``cause`` says why, without secrets."""
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(f"Entra ID token unavailable: {cause}")
+
+
+class TokenUnavailableError(TokenError):
+    """The authority could not be asked, or the credential kind does not work here."""
+
+
+class TokenRejectedError(TokenError):
+    """Entra ID answered and refused to issue a token (e.g. invalid client secret)."""
+
+
+class UpstreamError(LlamaEntraError):
+    """Llama Stack or Azure OpenAI answered with an error.
+
+    ``status`` is the upstream HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """Llama Stack (or the upstream of the proxy) could not be reached in time."""
+
+
+class UpstreamAuthError(UpstreamError):
+    """Azure OpenAI rejected a fresh token too: the identity lacks access."""
+
+
+class NotFoundError(LlamaEntraError):
+    """A model or conversation the caller named does not exist."""
