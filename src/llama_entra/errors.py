@@ -15,7 +15,11 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     ├── UpstreamError             Llama Stack or Azure OpenAI failed   -> 502 (or its status)
     │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
     │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
-    └── NotFoundError             unknown model or conversation      -> 404
+    ├── NotFoundError             unknown model or conversation      -> 404
+    └── AuthError                 an inbound caller is not let in
+        ├── UnauthenticatedError   no or bad caller credential        -> 401
+        ├── ForbiddenError         authenticated, action not allowed  -> 403
+        └── AuthUnavailableError   the auth backend cannot decide     -> 503 (fail closed)
 
 Messages and causes carried by these errors are safe to show to callers: they never contain a
 secret or a token.
@@ -24,12 +28,16 @@ secret or a token.
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
+    "AuthUnavailableError",
     "ConfigError",
+    "ForbiddenError",
     "LlamaEntraError",
     "NotFoundError",
     "TokenError",
     "TokenRejectedError",
     "TokenUnavailableError",
+    "UnauthenticatedError",
     "UpstreamAuthError",
     "UpstreamError",
     "UpstreamUnavailableError",
@@ -92,3 +100,19 @@ class UpstreamAuthError(UpstreamError):
 
 class NotFoundError(LlamaEntraError):
     """A model or conversation the caller named does not exist."""
+
+
+class AuthError(LlamaEntraError):
+    """An inbound caller is not let in; the message says why without echoing credentials."""
+
+
+class UnauthenticatedError(AuthError):
+    """The caller sent no credential, or one that is not valid (401)."""
+
+
+class ForbiddenError(AuthError):
+    """The caller is known but may not perform this action (403)."""
+
+
+class AuthUnavailableError(AuthError):
+    """The authentication backend could not be asked; the request is refused (503)."""
