@@ -132,7 +132,9 @@ class AzureEntraIdConfig(StrictModel):
         PUBLIC_AUTHORITY, description="Entra authority: public, sovereign cloud, or the emulator."
     )
     ca_bundle: Path | None = Field(
-        None, description="Extra CA bundle (PEM) trusted for the authority, e.g. the emulator's."
+        None,
+        description="CA bundle (PEM) trusted for the authority instead of the system CAs, "
+        "e.g. the emulator's ca.pem.",
     )
     scope: str = Field(COGNITIVE_SERVICES_SCOPE, description="Scope of the requested token.")
     refresh_margin_seconds: int = Field(
@@ -154,7 +156,19 @@ class AzureEntraIdConfig(StrictModel):
             "managed_identity": (),
             "default": (),
         }
-        missing = [name for name in required[self.credential] if getattr(self, name) is None]
+        missing = [name for name in required[self.credential] if _blank(getattr(self, name))]
+        if self.credential == "workload_identity":
+            # AKS injects these; config values win over them (see llama_entra.entra.credentials).
+            fallbacks = {
+                "tenant_id": "AZURE_TENANT_ID",
+                "client_id": "AZURE_CLIENT_ID",
+                "federated_token_file": "AZURE_FEDERATED_TOKEN_FILE",
+            }
+            missing = [
+                f"{name} (or {env})"
+                for name, env in fallbacks.items()
+                if _blank(getattr(self, name)) and not os.environ.get(env)
+            ]
         if missing:
             raise ValueError(
                 f"credential {self.credential} needs {', '.join(missing)} (missing or empty)"
@@ -162,6 +176,13 @@ class AzureEntraIdConfig(StrictModel):
         if not self.authority_host.startswith("https://"):
             raise ValueError("authority_host must be an https:// URL")
         return self
+
+
+def _blank(value: object) -> bool:
+    """Unset, or set to an empty string (e.g. ``${env.NAME:=}``)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or value == ""
 
 
 class AuthenticationConfig(StrictModel):
