@@ -262,12 +262,12 @@ class TokenManager:
         self._failure = _Failure(error, attempts, retry_at)
         self._last_error = error.cause
         logger.warning(
-            "Entra ID token request for %s failed (%s, %d in a row): %s; retry in %.1f s",
+            "Entra ID token request for %s failed (%s, %d in a row, retry in %.1f s): %s",
             self.identity,
             type(error).__name__,
             attempts,
-            error.cause,
             retry_at - now,
+            error.cause,
         )
         return error
 
