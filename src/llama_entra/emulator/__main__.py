@@ -1,0 +1,7 @@
+"""``python -m llama_entra.emulator``."""
+
+import sys
+
+from llama_entra.emulator.cli import main
+
+sys.exit(main())

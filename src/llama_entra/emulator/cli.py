@@ -1,0 +1,177 @@
+"""``llama-entra emulator``: run the local Entra ID + Azure OpenAI emulator over HTTPS.
+
+On start it writes ``emulator.json`` into the state directory (URL, CA path, tenant, clients,
+model) and prints the environment variables that point llama-entra at it. ``python -m
+llama_entra.emulator`` does the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from llama_entra.errors import ConfigError
+
+__all__ = ["add_arguments", "main", "run"]
+
+READY_FILE = "emulator.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``llama-entra emulator``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8443, help="HTTPS port; 0 picks a free one")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".llama-entra/emulator"),
+        help="where ca.pem, certificates and emulator.json go",
+    )
+    parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds a token lives")
+    parser.add_argument("--tenant", help="tenant id (default: a fixed emulator tenant)")
+    parser.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET",
+        help="register a client secret app (repeatable; the demo client always exists)",
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], help="deployment to serve (repeatable)"
+    )
+    parser.add_argument(
+        "--static-api-key", help="API key Azure OpenAI also accepts (default: a demo key)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the emulator and serve until interrupted."""
+    from llama_entra.emulator.app import create_emulator_app
+    from llama_entra.emulator.state import DEFAULT_CERT_CLIENT_ID, EmulatorSettings
+    from llama_entra.emulator.tls import ensure_client_certificate, ensure_server_certificates
+
+    if args.token_lifetime < 1:
+        raise ConfigError("must be at least 1", key="--token-lifetime")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError("must be between 0 and 65535", key="--port")
+    settings = EmulatorSettings(token_lifetime=args.token_lifetime)
+    if args.tenant:
+        settings.tenant_id = args.tenant
+    for entry in args.client:
+        client_id, sep, secret = entry.partition(":")
+        if not sep or not client_id or not secret:
+            raise ConfigError("expected ID:SECRET", key="--client")
+        settings.clients[client_id] = secret
+    if args.model:
+        settings.models = tuple(args.model)
+    if args.static_api_key:
+        settings.static_api_key = args.static_api_key
+    state_dir: Path = args.state_dir.resolve()
+    try:
+        certificates = ensure_server_certificates(state_dir)
+        cert_path = state_dir / "client-cert.pem"
+        settings.certificate_clients[DEFAULT_CERT_CLIENT_ID] = ensure_client_certificate(
+            cert_path, DEFAULT_CERT_CLIENT_ID
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot write certificates: {exc.strerror}", key="--state-dir") from None
+
+    app = create_emulator_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_certfile=str(certificates.cert_path),
+        ssl_keyfile=str(certificates.key_path),
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+    )
+    ready_file = state_dir / READY_FILE
+
+    def announce(port: int) -> None:
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "127.0.0.1") else args.host  # noqa: S104
+        url = f"https://{host}:{port}"
+        _announce(_describe(settings, url, certificates.ca_path, cert_path), ready_file)
+
+    server = _AnnouncingServer(config, announce)
+    server.run()
+    return 0 if server.started else 1
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that reports its bound port once it listens (``--port 0``)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_ready(self.servers[0].sockets[0].getsockname()[1])
+
+
+def _describe(settings: Any, url: str, ca_path: Path, cert_path: Path) -> dict[str, Any]:
+    from llama_entra.emulator.state import DEFAULT_CERT_CLIENT_ID, DEFAULT_CLIENT_ID
+
+    return {
+        "url": url,
+        "azure_base_url": f"{url}/openai/v1",
+        "ca_path": str(ca_path),
+        "tenant_id": settings.tenant_id,
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": settings.clients[DEFAULT_CLIENT_ID],
+        "cert_client_id": DEFAULT_CERT_CLIENT_ID,
+        "cert_path": str(cert_path),
+        "models": list(settings.models),
+        "static_api_key": settings.static_api_key,
+        "managed_identity_endpoint": f"{url}/msi/token",
+        "managed_identity_header": settings.managed_identity_header,
+        "pid": os.getpid(),
+    }
+
+
+def _announce(info: dict[str, Any], ready_file: Path) -> None:
+    """Write the ready file (0600: it holds demo secrets) and print how to use the emulator."""
+    temporary = ready_file.with_name(f".{ready_file.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=2)
+    os.replace(temporary, ready_file)
+    print(
+        f"llama-entra emulator on {info['url']} (Entra ID and Azure OpenAI)\n"
+        f"  CA certificate: {info['ca_path']}\n"
+        f"  details:        {ready_file}\n"
+        "export AZURE_AUTHORITY_HOST={url} AZURE_CA_BUNDLE={ca_path} \\\n"
+        "  AZURE_TENANT_ID={tenant_id} AZURE_CLIENT_ID={client_id} \\\n"
+        "  AZURE_CLIENT_SECRET={client_secret} AZURE_API_BASE={azure_base_url} \\\n"
+        "  AZURE_MODEL={model} SSL_CERT_FILE={ca_path}".format(**info, model=info["models"][0]),
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m llama_entra.emulator``."""
+    parser = argparse.ArgumentParser(prog="python -m llama_entra.emulator")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"llama-entra emulator: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Pytest plugin: the emulator as a real HTTPS server in a subprocess, and a handle to drive it.
+
+``emulator`` (session) starts ``python -m llama_entra.emulator --port 0`` once and waits for
+its ready file with a deadline; ``fresh_emulator`` is the same server after ``reset()``.
+``start_emulator(state_dir)`` is the context manager behind them, for benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+__all__ = ["EmulatorHandle", "start_emulator"]
+
+_START_DEADLINE = 30.0
+
+
+class EmulatorHandle:
+    """A running emulator: its URLs, demo identities, and sync test controls."""
+
+    def __init__(self, info: dict[str, Any], process: subprocess.Popen[bytes]) -> None:
+        self.info = info
+        self.process = process
+        self.url: str = info["url"]
+        self.azure_base_url: str = info["azure_base_url"]
+        self.ca_path = Path(info["ca_path"])
+        self.tenant_id: str = info["tenant_id"]
+        self.client_id: str = info["client_id"]
+        self.client_secret: str = info["client_secret"]
+        self.cert_client_id: str = info["cert_client_id"]
+        self.cert_path = Path(info["cert_path"])
+        self.model: str = info["models"][0]
+        self.static_api_key: str = info["static_api_key"]
+        self.managed_identity_endpoint: str = info["managed_identity_endpoint"]
+        self.managed_identity_header: str = info["managed_identity_header"]
+        self._http = httpx.Client(base_url=f"{self.url}/_emulator", verify=str(self.ca_path))
+
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self._http.post(path, json=body or {})
+        response.raise_for_status()
+        return response.json()
+
+    def counters(self) -> dict[str, Any]:
+        """Token requests (total and per client), completions, 401s since the last reset."""
+        response = self._http.get("/counters")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def reset(self) -> None:
+        """Counters, faults and token lifetime back to defaults (issued tokens stay valid)."""
+        self._post("/reset")
+
+    def fail_next_token_requests(self, count: int, status: int = 503) -> None:
+        """The next ``count`` token requests fail with ``status``."""
+        self._post("/faults", {"fail_token_requests": count, "fail_status": status})
+
+    def delay_next_token_requests(self, count: int, seconds: float) -> None:
+        """The next ``count`` token requests wait ``seconds`` before answering."""
+        self._post("/faults", {"delay_token_requests": count, "delay_seconds": seconds})
+
+    def set_entra_down(self, down: bool) -> None:
+        """Entra answers 503 to everything while ``down``."""
+        self._post("/faults", {"entra_down": down})
+
+    def set_stream_delay(self, seconds: float) -> None:
+        """Pause before each streamed chunk."""
+        self._post("/faults", {"stream_delay": seconds})
+
+    def revoke_all_tokens(self) -> None:
+        """Every token issued so far is rejected by Azure OpenAI from now on."""
+        self._post("/revoke")
+
+    def set_token_lifetime(self, seconds: int, refresh_in: int | None = None) -> None:
+        """Lifetime (and ``refresh_in`` hint) of tokens issued from now on."""
+        self._post("/token-lifetime", {"seconds": seconds, "refresh_in": refresh_in})
+
+    def federated_token(self, subject: str = "system:serviceaccount:default:app") -> str:
+        """A service account token the token endpoint accepts for workload identity."""
+        token: str = self._post("/federated-token", {"subject": subject})["token"]
+        return token
+
+    def last_request_headers(self) -> list[dict[str, str]]:
+        """Headers of the most recent Azure OpenAI requests, oldest first."""
+        response = self._http.get("/requests")
+        response.raise_for_status()
+        headers: list[dict[str, str]] = response.json()
+        return headers
+
+    def close(self) -> None:
+        """Close the control client (the process is stopped by its owner)."""
+        self._http.close()
+
+
+@contextlib.contextmanager
+def start_emulator(state_dir: Path, *extra_args: str) -> Iterator[EmulatorHandle]:
+    """Run the emulator on a free port until the block exits."""
+    ready_file = state_dir / "emulator.json"
+    ready_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "llama_entra.emulator", "--port", "0"]
+    command += ["--state-dir", str(state_dir), *extra_args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + _START_DEADLINE
+        while not ready_file.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"emulator exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"emulator not ready within {_START_DEADLINE} s")
+            time.sleep(0.05)
+        handle = EmulatorHandle(json.loads(ready_file.read_text()), process)
+        try:
+            yield handle
+        finally:
+            handle.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
+    """One emulator for the whole session."""
+    with start_emulator(tmp_path_factory.mktemp("emulator")) as handle:
+        yield handle
+
+
+@pytest.fixture
+def fresh_emulator(emulator: EmulatorHandle) -> EmulatorHandle:
+    """The session emulator with counters, faults and lifetime reset."""
+    emulator.reset()
+    return emulator
