@@ -1,0 +1,73 @@
+"""``llama-entra serve``: run the REST service under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+__all__ = ["add_arguments", "app_from_environment", "run"]
+
+CONFIG_ENV = "LLAMA_ENTRA_CONFIG"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``llama-entra serve``."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path(os.environ.get(CONFIG_ENV, "llama-entra.yaml")),
+        help=f"service config (default: ${CONFIG_ENV} or llama-entra.yaml)",
+    )
+    parser.add_argument("--host", help="override service.host")
+    parser.add_argument("--port", type=int, help="override service.port")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config (exit 2 on any problem) and serve until interrupted."""
+    import uvicorn
+
+    from llama_entra.app.main import create_app
+    from llama_entra.config import load_config
+    from llama_entra.logs import configure_logging
+
+    config = load_config(args.config)
+    service = config.service
+    overrides = {
+        key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None
+    }
+    if overrides:
+        service = service.model_copy(update=overrides)
+        config = config.model_copy(update={"service": service})
+    configure_logging(service.log_level, service.log_format)
+    common = {
+        "host": service.host,
+        "port": service.port,
+        "log_config": None,
+        "access_log": False,  # llama-entra logs each request itself, with the principal
+        "timeout_graceful_shutdown": 10,
+    }
+    if service.workers > 1:
+        # Each worker process loads the config itself and keeps its own token.
+        os.environ[CONFIG_ENV] = str(args.config.resolve())
+        uvicorn.run(
+            "llama_entra.app.cli:app_from_environment",
+            factory=True,
+            workers=service.workers,
+            **common,  # type: ignore[arg-type]
+        )
+    else:
+        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+    return 0
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for worker processes: the config named by ``$LLAMA_ENTRA_CONFIG``."""
+    from llama_entra.app.main import create_app
+    from llama_entra.config import load_config
+
+    config = load_config(os.environ[CONFIG_ENV])
+    return create_app(config)

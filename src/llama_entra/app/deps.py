@@ -1,0 +1,38 @@
+"""FastAPI dependencies: the client holder, and the caller's principal for an action."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from llama_entra.auth import Action, Authenticator, Principal
+from llama_entra.stack import ClientHolder
+
+__all__ = ["HolderDep", "authorized"]
+
+
+def get_holder(request: Request) -> ClientHolder:
+    """The client holder the lifespan built."""
+    holder: ClientHolder = request.app.state.holder
+    return holder
+
+
+def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks it may perform ``action``.
+
+    The principal's name goes to ``request.state.principal`` for the access log.
+    """
+
+    async def dependency(request: Request) -> Principal:
+        authenticator: Authenticator = request.app.state.authenticator
+        principal = await authenticator.authenticate(request)
+        request.state.principal = principal.name
+        authenticator.authorize(principal, action)
+        return principal
+
+    return dependency
+
+
+HolderDep = Annotated[ClientHolder, Depends(get_holder)]

@@ -1,0 +1,73 @@
+"""``create_app(config)``: the FastAPI service. Nothing happens at import time.
+
+The lifespan builds, in order: the inbound authenticator, the Entra token manager (started, but
+it makes no Entra call), the Llama Stack client and the client holder; it closes them in reverse
+order at shutdown. Start-up needs neither Entra ID nor Azure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from llama_entra.app.errors import install_error_handlers
+from llama_entra.app.metrics import ServiceMetrics
+from llama_entra.app.middleware import RequestContextMiddleware
+from llama_entra.app.routers import health, metrics, models, openai_compat, query
+from llama_entra.auth import build_authenticator
+from llama_entra.config import LlamaEntraConfig
+from llama_entra.entra import TokenManager, create_token_manager
+from llama_entra.stack import ClientHolder
+from llama_entra.stack_client import build_stack_client
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(config: LlamaEntraConfig, *, tokens: TokenManager | None = None) -> FastAPI:
+    """The service for ``config``; ``tokens`` replaces the token manager (benchmarks, tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            authenticator = build_authenticator(config.authentication)
+            stack.push_async_callback(authenticator.aclose)
+            manager = tokens
+            if manager is None and config.azure_entra_id is not None:
+                manager = create_token_manager(config.azure_entra_id)
+            if manager is not None:
+                await manager.start()
+                stack.push_async_callback(manager.aclose)
+                logger.info("Entra ID: %s (token fetched on first use)", manager.identity)
+            client = await build_stack_client(config)
+            holder = ClientHolder(config, client, manager, mode=config.llama_stack.mode)
+            stack.push_async_callback(holder.aclose)
+            app.state.authenticator = authenticator
+            app.state.holder = holder
+            app.state.metrics.attach_tokens(manager)
+            logger.info("llama-entra ready (%s mode)", config.llama_stack.mode)
+            yield
+
+    app = FastAPI(
+        title="llama-entra",
+        summary="Llama Stack on Azure OpenAI with lazy Microsoft Entra ID authentication",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.metrics = ServiceMetrics()
+    app.state.metrics_require_auth = config.authentication.model_dump().get(
+        "metrics_require_auth", False
+    )
+    for router_module in (query, openai_compat, models, health, metrics):
+        app.include_router(router_module.router)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=config.service.max_body_bytes,
+        metrics=app.state.metrics,
+    )
+    return app

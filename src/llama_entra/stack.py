@@ -1,0 +1,272 @@
+"""The client holder: one Llama Stack client for the process, Entra tokens per call.
+
+``ClientHolder`` owns the Llama Stack client (in-process library or a server) for the life of
+the service and never rebuilds it: the Entra token travels in the provider-data header of each
+call. It knows which models belong to ``remote::azure`` providers and their base URLs, merges
+the Azure keys with static provider data into one header, and when Azure answers 401 it drops
+the token, gets one fresh token and retries the call once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llama_stack_client import AsyncLlamaStackClient
+from pydantic import SecretStr
+
+from llama_entra.config import LlamaEntraConfig
+from llama_entra.entra import TokenManager
+from llama_entra.errors import NotFoundError, UpstreamAuthError
+from llama_entra.upstream import is_azure_unauthorized, translate_stack_error
+
+__all__ = ["AZURE_PROVIDER_TYPE", "ClientHolder", "ModelInfo"]
+
+AZURE_PROVIDER_TYPE = "remote::azure"
+logger = logging.getLogger(__name__)
+
+Headers = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model Llama Stack serves, and whether its provider is Azure."""
+
+    id: str
+    provider_id: str
+    provider_resource_id: str
+    model_type: str
+    azure: bool
+
+
+class ClientHolder:
+    """Calls Llama Stack with the right provider data; see the module docstring."""
+
+    def __init__(
+        self,
+        config: LlamaEntraConfig,
+        client: AsyncLlamaStackClient,
+        tokens: TokenManager | None,
+        *,
+        mode: str,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.tokens = tokens
+        self.mode = mode
+        self._azure_bases: dict[str, str] | None = None
+        self._models: dict[str, ModelInfo] = {}
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    async def azure_bases(self) -> dict[str, str]:
+        """Base URL of each ``remote::azure`` provider, discovered once (retried until it works).
+
+        ``azure_entra_id.api_base`` overrides every discovered URL.
+        """
+        if self._azure_bases is not None:
+            return self._azure_bases
+        try:
+            providers = await self.client.providers.list()
+        except Exception as exc:
+            raise translate_stack_error(exc) from exc
+        override = self.config.azure_entra_id.api_base if self.config.azure_entra_id else None
+        found: dict[str, str] = {}
+        for provider in providers:
+            if provider.provider_type != AZURE_PROVIDER_TYPE:
+                continue
+            base = override or str((provider.config or {}).get("base_url") or "")
+            if base:
+                found[provider.provider_id] = base
+            else:
+                logger.warning("Azure provider %s has no base_url", provider.provider_id)
+        self._azure_bases = found
+        return found
+
+    def known_azure_bases(self) -> dict[str, str]:
+        """The Azure base URLs discovered so far (empty before the first discovery)."""
+        return dict(self._azure_bases or {})
+
+    async def check_reachable(self, seconds: float) -> None:
+        """Raise ``UpstreamUnavailableError`` unless Llama Stack answers within ``seconds``."""
+        if self.mode == "library":
+            return  # in-process: it is up once the holder exists
+        try:
+            await self.client.with_options(timeout=seconds, max_retries=0).inspect.health()
+        except Exception as exc:
+            raise translate_stack_error(exc) from exc
+
+    async def models(self) -> list[ModelInfo]:
+        """Every model Llama Stack lists (no Azure call: model refresh is off)."""
+        bases = await self.azure_bases()
+        try:
+            listed = await self.client.models.list()
+        except Exception as exc:
+            raise translate_stack_error(exc) from exc
+        models = [
+            ModelInfo(
+                id=model.id,
+                provider_id=_provider_of(model),
+                provider_resource_id=_resource_of(model),
+                model_type=_type_of(model),
+                azure=_provider_of(model) in bases,
+            )
+            for model in listed
+        ]
+        self._models = {model.id: model for model in models}
+        return models
+
+    async def resolve_model(self, name: str | None, provider: str | None = None) -> ModelInfo:
+        """The model a request names (``provider/model``, plain, or the configured default)."""
+        wanted = name or self.config.llama_stack.default_model
+        if not self._models:
+            await self.models()
+        if wanted is None:
+            llms = [model for model in self._models.values() if model.model_type == "llm"]
+            if not llms:
+                raise NotFoundError("no language model is registered in Llama Stack")
+            return llms[0]
+        for attempt in range(2):
+            found = self._match(wanted, provider)
+            if found is not None:
+                return found
+            if attempt == 0:
+                await self.models()  # registered since the last listing?
+        raise NotFoundError(f"model {_label(wanted, provider)} is not served by Llama Stack")
+
+    def _match(self, wanted: str, provider: str | None) -> ModelInfo | None:
+        if provider is None and wanted in self._models:
+            return self._models[wanted]
+        for model in self._models.values():
+            same_provider = provider is None or model.provider_id == provider
+            if same_provider and wanted in (model.id, model.provider_resource_id):
+                return model
+            if same_provider and model.id == f"{provider}/{wanted}":
+                return model
+        return None
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def headers_for(self, model: ModelInfo | None) -> Headers:
+        """The provider-data header for a call to ``model`` (token only for Azure models)."""
+        data: dict[str, Any] = dict(self.config.llama_stack.provider_data)
+        if model is not None and model.azure and self.tokens is not None:
+            bases = await self.azure_bases()
+            token = await self.tokens.token()
+            data["azure_api_key"] = token.get_secret_value()
+            data["azure_api_base"] = bases[model.provider_id]
+        if not data:
+            return {}
+        return {self.config.llama_stack.provider_data_header: json.dumps(data)}
+
+    async def call[T](
+        self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[T]]
+    ) -> T:
+        """Run ``operation(headers)``; on Azure 401 refresh the token once and retry."""
+        headers = await self.headers_for(model)
+        try:
+            return await operation(headers)
+        except Exception as exc:
+            if not self._should_retry(model, exc):
+                raise translate_stack_error(exc) from exc
+            rejected = self._token_in(headers)
+        self._invalidate(rejected)
+        headers = await self.headers_for(model)
+        try:
+            return await operation(headers)
+        except Exception as exc:
+            raise self._after_retry(exc) from exc
+
+    async def stream[T](
+        self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[AsyncIterator[T]]]
+    ) -> AsyncGenerator[T, None]:
+        """Like ``call`` for a streaming operation: the retry happens before the first chunk.
+
+        Service mode: a Llama Stack server drops a streaming connection when Azure answers
+        401, so a connection error before the first chunk also counts as a refusal here.
+        """
+        headers = await self.headers_for(model)
+        try:
+            stream = await operation(headers)
+            first = await anext(aiter(stream))
+        except StopAsyncIteration:
+            return
+        except Exception as exc:
+            if not self._should_retry(model, exc, streaming=True):
+                raise translate_stack_error(exc) from exc
+            self._invalidate(self._token_in(headers))
+            headers = await self.headers_for(model)
+            try:
+                stream = await operation(headers)
+                first = await anext(aiter(stream))
+            except StopAsyncIteration:
+                return
+            except Exception as retry_exc:
+                raise self._after_retry(retry_exc) from retry_exc
+        yield first
+        try:
+            async for chunk in stream:
+                yield chunk
+        except Exception as exc:
+            raise translate_stack_error(exc) from exc
+
+    def _should_retry(
+        self, model: ModelInfo | None, exc: Exception, *, streaming: bool = False
+    ) -> bool:
+        if model is None or not model.azure or self.tokens is None:
+            return False
+        if is_azure_unauthorized(exc):
+            return True
+        dropped = streaming and self.mode == "service"
+        return dropped and type(exc).__name__ == "APIConnectionError"
+
+    def _after_retry(self, exc: Exception) -> Exception:
+        if is_azure_unauthorized(exc):
+            return UpstreamAuthError(
+                "Azure OpenAI rejected a freshly issued Entra ID token: check that the identity "
+                "has the 'Cognitive Services OpenAI User' role on the resource",
+                status=502,
+            )
+        return translate_stack_error(exc)
+
+    def _invalidate(self, rejected: str | None) -> None:
+        if self.tokens is None:
+            return
+        logger.info("Azure OpenAI rejected the Entra ID token; fetching a new one")
+        self.tokens.invalidate(SecretStr(rejected) if rejected else None)
+
+    def _token_in(self, headers: Mapping[str, str]) -> str | None:
+        raw = headers.get(self.config.llama_stack.provider_data_header)
+        if raw is None:
+            return None
+        value = json.loads(raw).get("azure_api_key")
+        return str(value) if value else None
+
+    async def aclose(self) -> None:
+        """Close the client (and shut the in-process stack down in library mode)."""
+        try:
+            await self.client.close()
+        except Exception:  # shutdown must go on
+            logger.exception("closing the Llama Stack client failed")
+
+
+def _provider_of(model: Any) -> str:
+    metadata = getattr(model, "custom_metadata", None) or {}
+    return str(metadata.get("provider_id") or getattr(model, "owned_by", "") or "")
+
+
+def _resource_of(model: Any) -> str:
+    metadata = getattr(model, "custom_metadata", None) or {}
+    return str(metadata.get("provider_resource_id") or model.id.split("/", 1)[-1])
+
+
+def _type_of(model: Any) -> str:
+    metadata = getattr(model, "custom_metadata", None) or {}
+    return str(metadata.get("model_type") or "llm")
+
+
+def _label(name: str, provider: str | None) -> str:
+    return f"'{provider}/{name}'" if provider else f"'{name}'"
