@@ -31,6 +31,10 @@ install: $(VENV) ## create .venv from uv.lock (installs uv with pip if missing)
 run: $(VENV) ## run the service against real Azure (CONFIG=..., env vars in README)
 	$(RUN) llama-entra serve -c $(CONFIG)
 
+.PHONY: demo
+demo: $(VENV) ## emulator + service in library mode on loopback; no Azure needed (Ctrl-C stops)
+	$(RUN) scripts/demo.sh
+
 .PHONY: run-llama-stack
 run-llama-stack: $(VENV) ## enrich RUN_CONFIG and run a Llama Stack server on it
 	$(RUN) scripts/llama-stack-entrypoint.sh $(CONFIG) $(RUN_CONFIG)

@@ -1,0 +1,178 @@
+"""Pytest helpers: the llama-entra service (and a Llama Stack server) as real subprocesses.
+
+``service_config(...)`` writes a service config wired to the emulator; ``start_service(path)``
+runs ``llama-entra serve`` on a free port until the block exits and waits on ``/liveness``
+with a deadline; ``start_llama_stack(...)`` runs the container entrypoint script (enrich, then
+``llama stack run``) for service mode. Logs go to files the tests can read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from support.emulator import EmulatorHandle
+
+__all__ = [
+    "ROOT",
+    "ServiceHandle",
+    "free_port",
+    "service_config",
+    "stack_environment",
+    "start_llama_stack",
+    "start_service",
+    "wait_until_up",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stack_environment(emulator: EmulatorHandle, state_dir: Path) -> dict[str, str]:
+    """Environment for a run config pointed at the emulator (no Azure credential in it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env |= {
+        "AZURE_API_BASE": emulator.azure_base_url,
+        "AZURE_CA_BUNDLE": str(emulator.ca_path),
+        "AZURE_MODEL": emulator.model,
+        "LLAMA_ENTRA_STATE_DIR": str(state_dir),
+        "SQLITE_STORE_DIR": str(state_dir),
+        "TIKTOKEN_CACHE_DIR": str(state_dir / "tiktoken"),
+    }
+    return env
+
+
+def service_config(
+    directory: Path,
+    emulator: EmulatorHandle,
+    *,
+    mode: str = "library",
+    llama_stack_url: str | None = None,
+    entra: Mapping[str, Any] | None = None,
+    with_entra: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``llama-entra.yaml`` for the emulator's demo client; returns its path."""
+    llama_stack: dict[str, Any] = {"mode": mode}
+    if mode == "library":
+        llama_stack["config"] = str(ROOT / "run-configs" / "azure.yaml")
+    else:
+        llama_stack["url"] = llama_stack_url
+    document: dict[str, Any] = {
+        "service": {"state_dir": str(directory / "state"), "log_level": "debug"},
+        "llama_stack": llama_stack,
+    }
+    if with_entra:
+        document["azure_entra_id"] = {
+            "tenant_id": emulator.tenant_id,
+            "client_id": emulator.client_id,
+            "client_secret": emulator.client_secret,
+            "authority_host": emulator.url,
+            "ca_bundle": str(emulator.ca_path),
+            "timeout_seconds": 5,
+            **(entra or {}),
+        }
+    document |= dict(extra or {})
+    path = directory / "llama-entra.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+class ServiceHandle:
+    """A running server: its base URL, process and log file."""
+
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.url = url
+        self.process = process
+        self.log_path = log_path
+
+    def logs(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, deadline_seconds: float
+) -> None:
+    """Poll ``url`` until it answers 200; fail fast if the process dies."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"server exited with {process.returncode}:\n{tail}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not up within {deadline_seconds} s")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _running(
+    command: list[str], env: Mapping[str, str], log_path: Path, probe: str, base: str
+) -> Iterator[ServiceHandle]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - fixed command lines built by tests
+            command, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT
+        )
+    try:
+        wait_until_up(probe, process, log_path, deadline_seconds=90)
+        yield ServiceHandle(base, process, log_path)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def start_service(
+    config_path: Path, env: Mapping[str, str], *, port: int | None = None
+) -> Iterator[ServiceHandle]:
+    """Run ``llama-entra serve -c config_path`` until the block exits."""
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [str(_BIN / "llama-entra"), "serve", "-c", str(config_path), "--port", str(port)]
+    log_path = config_path.with_name(f"service-{port}.log")
+    with _running(command, env, log_path, f"{base}/liveness", base) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def start_llama_stack(
+    service_config_path: Path, env: Mapping[str, str], *, port: int | None = None
+) -> Iterator[ServiceHandle]:
+    """Run the container entrypoint (enrich, then ``llama stack run``) until the block exits."""
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    script = ROOT / "scripts" / "llama-stack-entrypoint.sh"
+    run_config = ROOT / "run-configs" / "azure.yaml"
+    command = [str(script), str(service_config_path), str(run_config), "--port", str(port)]
+    environment = {**env, "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}"}
+    log_path = service_config_path.with_name(f"llama-stack-{port}.log")
+    with _running(command, environment, log_path, f"{base}/v1/health", base) as handle:
+        yield handle
