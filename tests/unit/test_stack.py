@@ -179,3 +179,23 @@ async def test_holder_without_entra_sends_no_azure_keys() -> None:
     holder = _holder(None)
     model = await holder.resolve_model("gpt-4o-mini")
     assert await holder.headers_for(model) == {}
+
+
+async def test_holder_discovery_failure_is_retried_on_next_use(entra: FakeEntra) -> None:
+    holder = _holder(entra)
+    client: Any = holder.client
+    working = client.providers.list
+    failures = 0
+
+    async def unreachable() -> list[Any]:
+        nonlocal failures
+        failures += 1
+        raise llama_stack_client.APIConnectionError(request=httpx.Request("GET", "http://x"))
+
+    client.providers = SimpleNamespace(list=unreachable)
+    with pytest.raises(UpstreamUnavailableError):
+        await holder.azure_bases()
+    client.providers = SimpleNamespace(list=working)
+    assert await holder.azure_bases() == {"azure": AZURE_BASE}
+    assert await holder.azure_bases() == {"azure": AZURE_BASE}
+    assert (failures, client.provider_lists) == (1, 1)
