@@ -37,25 +37,28 @@ class CommandModule(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command registered."""
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only the ``selected`` command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="llama-entra",
         description="Llama Stack on Azure OpenAI with lazy Microsoft Entra ID authentication.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, summary) in COMMANDS.items():
-        module = cast(CommandModule, importlib.import_module(module_name))
         sub = commands.add_parser(name, help=summary, description=summary)
-        module.add_arguments(sub)
-        sub.set_defaults(handler=module.run)
+        if name == selected:
+            module = cast(CommandModule, importlib.import_module(module_name))
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    selected = next((arg for arg in arguments if not arg.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(arguments)
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "preserved_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -40,3 +42,27 @@ def configure_logging(level: str, log_format: Literal["text", "json"] = "text") 
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+@contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Undo what a library does to the root logger and existing loggers' levels.
+
+    Llama Stack's library client reconfigures logging process-wide when it starts (root
+    handlers replaced, other loggers set to WARNING); the service keeps its own set-up.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, logger in logging.root.manager.loggerDict.items():
+            if isinstance(logger, logging.Logger) and name in levels:
+                logger.setLevel(levels[name])

