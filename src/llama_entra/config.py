@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llama_entra.errors import ConfigError
 
@@ -205,6 +213,22 @@ class ProxyConfig(StrictModel):
     read_timeout_seconds: float = Field(
         300.0, gt=0, description="Longest silence between upstream bytes (no total cap)."
     )
+    ca_bundle: Path | None = Field(
+        None, description="Extra CA trusted for the upstream, next to the system CAs."
+    )
+    replay_limit_bytes: int = Field(
+        1_048_576,
+        ge=0,
+        description="Request bodies up to this size are buffered so an upstream 401 can be "
+        "retried with a fresh token; larger ones stream through without a retry.",
+    )
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_is_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
 
 
 class LlamaEntraConfig(StrictModel):

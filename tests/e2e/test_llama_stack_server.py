@@ -15,9 +15,9 @@ from support.service import ROOT
 SCRIPT = ROOT / "scripts" / "llama-stack-entrypoint.sh"
 
 
-def _entrypoint(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp"}
-    return subprocess.run(  # noqa: S603 - fixed script and arguments
+def _entrypoint(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home)}
+    return subprocess.run(
         [str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env, check=False
     )
 
@@ -25,7 +25,7 @@ def _entrypoint(*args: str) -> subprocess.CompletedProcess[str]:
 def test_entrypoint_broken_run_config_exits_nonzero_without_starting(tmp_path: Path) -> None:
     broken = tmp_path / "run.yaml"
     broken.write_text("providers: [unclosed\n")
-    result = _entrypoint("--entra", str(broken))
+    result = _entrypoint("--entra", str(broken), home=tmp_path)
     assert result.returncode == 2
     assert "malformed YAML" in result.stderr
     assert "Starting server" not in result.stdout + result.stderr
@@ -34,12 +34,12 @@ def test_entrypoint_broken_run_config_exits_nonzero_without_starting(tmp_path: P
 def test_entrypoint_invalid_service_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     service = tmp_path / "llama-entra.yaml"
     service.write_text("azure_entra_id: {tenant_id: t, client_id: c, nonsense: 1}\n")
-    result = _entrypoint(str(service), str(ROOT / "run-configs" / "azure.yaml"))
+    result = _entrypoint(str(service), str(ROOT / "run-configs" / "azure.yaml"), home=tmp_path)
     assert result.returncode == 2
     assert "azure_entra_id.nonsense: unknown key" in result.stderr
 
 
-def test_entrypoint_without_arguments_prints_usage() -> None:
-    result = _entrypoint()
+def test_entrypoint_without_arguments_prints_usage(tmp_path: Path) -> None:
+    result = _entrypoint(home=tmp_path)
     assert result.returncode == 2
     assert "usage:" in result.stderr

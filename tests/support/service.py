@@ -134,7 +134,7 @@ def _running(
     command: list[str], env: Mapping[str, str], log_path: Path, probe: str, base: str
 ) -> Iterator[ServiceHandle]:
     with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - fixed command lines built by tests
+        process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT
         )
     try:
