@@ -18,7 +18,7 @@ from llama_entra.app.errors import install_error_handlers
 from llama_entra.app.metrics import ServiceMetrics
 from llama_entra.app.middleware import RequestContextMiddleware
 from llama_entra.app.routers import health, metrics, models, openai_compat, query
-from llama_entra.auth import Authenticator, build_authenticator
+from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.stack import ClientHolder
@@ -49,6 +49,7 @@ async def open_resources(
     async with AsyncExitStack() as stack:
         authenticator = build_authenticator(config.authentication)
         stack.push_async_callback(authenticator.aclose)
+        warn_if_exposed(config.authentication, config.service.host)
         manager = tokens
         if manager is None and config.azure_entra_id is not None:
             manager = create_token_manager(config.azure_entra_id)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llama_entra.auth import Authenticator, build_authenticator
+from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
 from llama_entra.config import LlamaEntraConfig, ProxyConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import (
@@ -77,6 +77,7 @@ def create_proxy_app(
         async with AsyncExitStack() as stack:
             authenticator = build_authenticator(config.authentication)
             stack.push_async_callback(authenticator.aclose)
+            warn_if_exposed(config.authentication, config.proxy.host)
             manager = tokens
             if manager is None:
                 assert config.azure_entra_id is not None  # noqa: S101 - checked above
