@@ -291,7 +291,7 @@ class AuthenticationConfig(StrictModel):
     @model_validator(mode="after")
     def _module_has_its_section(self) -> AuthenticationConfig:
         if self.module != "noop" and getattr(self, self.module) is None:
-            raise ValueError(f"module {self.module} needs an `{self.module}:` section")
+            raise ValueError(f"module {self.module} needs a `{self.module}:` section")
         return self
 
 

@@ -261,3 +261,40 @@ def test_info_metrics_and_logs_carry_no_secret(
         assert token not in text
         assert fresh_emulator.client_secret not in text
     assert "principal=anonymous" in service.logs()
+
+
+def test_service_with_api_key_auth_guards_routes_but_not_probes(
+    fresh_emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    auth = {
+        "authentication": {
+            "module": "api_key",
+            "api_key": {"keys": {"team-a": "team-a-key", "viewer": "viewer-key"}},
+            "rules": [
+                {"role": "team-a", "actions": ["*"]},
+                {"role": "viewer", "actions": ["models", "info"]},
+            ],
+            "metrics_require_auth": True,
+        }
+    }
+    with _cold_service(fresh_emulator, tmp_path, extra=auth) as cold:
+        assert httpx.get(f"{cold.url}/liveness").status_code == 200
+        assert httpx.get(f"{cold.url}/readiness").status_code == 200
+        assert _query(cold, "no key").status_code == 401
+        assert httpx.get(f"{cold.url}/metrics").status_code == 401
+        team = {"Authorization": "Bearer team-a-key"}
+        viewer = {"Authorization": "Bearer viewer-key"}
+        answer = httpx.post(
+            f"{cold.url}/v1/query", json={"query": "with key"}, headers=team, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        forbidden = httpx.post(f"{cold.url}/v1/query", json={"query": "x"}, headers=viewer)
+        assert forbidden.status_code == 403
+        info = httpx.get(f"{cold.url}/v1/info", headers=viewer).json()
+        assert info["authentication"] == "api_key"
+        assert httpx.get(f"{cold.url}/metrics", headers=team).status_code == 200
+        sent = json.dumps(fresh_emulator.last_request_headers())
+        assert "team-a-key" not in sent
+        logs = cold.logs()
+        assert "principal=team-a" in logs
+        assert "team-a-key" not in logs and "viewer-key" not in logs
