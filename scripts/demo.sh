@@ -50,12 +50,16 @@ export LLAMA_ENTRA_PORT=$PORT LLAMA_ENTRA_STATE_DIR=$STATE_DIR
 llama-entra serve -c run-configs/llama-entra-demo.yaml >"$STATE_DIR/service.log" 2>&1 &
 pids+=($!)
 URL="http://127.0.0.1:$PORT"
+ready() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$URL/readiness" >/dev/null 2>&1
+}
 for _ in $(seq 600); do
-  curl -fsS "$URL/readiness" >/dev/null 2>&1 && break
+  ready && break
   kill -0 "${pids[1]}" 2>/dev/null || { tail -n 30 "$STATE_DIR/service.log" >&2; exit 1; }
   sleep 0.1
 done
-curl -fsS "$URL/readiness" >/dev/null || { echo "service did not become ready" >&2; exit 1; }
+ready || { echo "service did not become ready" >&2; exit 1; }
 
 cat <<EOT
 llama-entra demo is up: $URL (docs: $URL/docs)

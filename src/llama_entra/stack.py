@@ -248,6 +248,9 @@ class ClientHolder:
     async def aclose(self) -> None:
         """Close the client (and shut the in-process stack down in library mode)."""
         try:
+            shutdown = getattr(self.client, "shutdown", None)
+            if shutdown is not None:  # library mode: stop the in-process stack's providers
+                await shutdown()
             await self.client.close()
         except Exception:  # shutdown must go on
             logger.exception("closing the Llama Stack client failed")

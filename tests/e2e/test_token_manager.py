@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from pydantic import SecretStr
 
@@ -154,16 +155,17 @@ async def test_token_manager_short_lifetime_is_refreshed_in_background_without_w
     first = await manager.token()
     first_expiry = time.time() + (manager.status().expires_in_seconds or 0)
     slowest = 0.0
-    seen = {first.get_secret_value()}
+    first_refresh = manager.status().last_refresh
     deadline = time.monotonic() + 6
-    while manager.status().token_requests < 2 and time.monotonic() < deadline:
+    # token_requests counts fetches started; last_refresh changes only once one has finished
+    while manager.status().last_refresh == first_refresh and time.monotonic() < deadline:
         started = time.perf_counter()
-        seen.add((await manager.token()).get_secret_value())
+        await manager.token()
         slowest = max(slowest, time.perf_counter() - started)
         await asyncio.sleep(0.05)
-    await _wait_for(lambda: manager.status().token_requests == 2, 1, "the background refresh")
     status = manager.status()
-    assert status.last_refresh is not None
+    assert status.token_requests == 2
+    assert status.last_refresh is not None and status.last_refresh != first_refresh
     assert status.last_refresh.timestamp() < first_expiry  # refreshed before the old one expired
     second = await manager.token()
     assert second.get_secret_value() != first.get_secret_value()
@@ -275,3 +277,71 @@ async def test_create_token_manager_makes_no_request_until_used(
     assert (await manager.token()).get_secret_value()
     assert _requests(fresh_emulator) == 1
     await manager.aclose()
+
+
+async def test_token_manager_workload_identity_from_standard_env_vars(
+    fresh_emulator: Any,
+    make_manager: ManagerFactory,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text(fresh_emulator.federated_token())
+    # what the AKS workload identity webhook injects into the pod
+    monkeypatch.setenv("AZURE_TENANT_ID", fresh_emulator.tenant_id)
+    monkeypatch.setenv("AZURE_CLIENT_ID", fresh_emulator.client_id)
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", fresh_emulator.url)
+    config = AzureEntraIdConfig.model_validate(
+        {"credential": "workload_identity", "ca_bundle": str(fresh_emulator.ca_path)}
+    )
+    manager = await make_manager(config)
+    token = await manager.token()
+    assert fresh_emulator.counters()["token_requests_by_client"] == {fresh_emulator.client_id: 1}
+    assert await _accepted_by_azure(fresh_emulator, token) == 200
+
+
+async def test_token_manager_workload_identity_with_forged_token_file_is_rejected(
+    fresh_emulator: Any, make_manager: ManagerFactory, tmp_path: Any
+) -> None:
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text(jwt.encode({"sub": "x", "aud": "y", "exp": 4102444800}, "k" * 32))
+    config = _secret_config(
+        fresh_emulator,
+        credential="workload_identity",
+        client_secret=None,
+        federated_token_file=str(token_file),
+    )
+    manager = await make_manager(config)
+    with pytest.raises(TokenRejectedError) as raised:
+        await manager.token()
+    assert "AADSTS70021" in str(raised.value)
+
+
+async def test_token_manager_managed_identity_from_app_service_env_vars(
+    fresh_emulator: Any, make_manager: ManagerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", fresh_emulator.managed_identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", fresh_emulator.managed_identity_header)
+    config = AzureEntraIdConfig.model_validate(
+        {"credential": "managed_identity", "ca_bundle": str(fresh_emulator.ca_path)}
+    )
+    manager = await make_manager(config)
+    tokens = await asyncio.gather(*(manager.token() for _ in range(20)))
+    assert len({token.get_secret_value() for token in tokens}) == 1
+    assert fresh_emulator.counters()["token_requests_by_client"] == {"system-assigned": 1}
+    assert await _accepted_by_azure(fresh_emulator, tokens[0]) == 200
+
+
+async def test_token_manager_managed_identity_with_wrong_header_is_not_served(
+    fresh_emulator: Any, make_manager: ManagerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", fresh_emulator.managed_identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")
+    config = AzureEntraIdConfig.model_validate(
+        {"credential": "managed_identity", "ca_bundle": str(fresh_emulator.ca_path)}
+    )
+    manager = await make_manager(config)
+    with pytest.raises((TokenRejectedError, TokenUnavailableError)):
+        await manager.token()
+    assert not manager.status().has_token
