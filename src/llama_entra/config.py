@@ -63,6 +63,18 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        """An empty string for an optional key (``${env.NAME:=}``) is the same as leaving it out.
+
+        Without this an empty path would silently become the current directory.
+        """
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, field in cls.model_fields.items() if field.default is None}
+        return {k: None if k in optional and v == "" else v for k, v in data.items()}
+
 
 class ServiceConfig(StrictModel):
     """Where and how the FastAPI service listens."""

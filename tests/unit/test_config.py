@@ -92,3 +92,21 @@ def test_load_config_missing_file_and_malformed_yaml(tmp_path: Path) -> None:
         load_config(write(tmp_path, "service:\n  port: [1\n"))
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_parse_config_empty_optional_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERT", raising=False)
+    raw = {
+        "azure_entra_id": {
+            **SECRET_CONFIG["azure_entra_id"],
+            "client_secret": "s",
+            "certificate_path": "${env.CERT:=}",
+            "ca_bundle": "",
+        }
+    }
+    entra = parse_config(raw).azure_entra_id
+    assert entra is not None
+    assert entra.certificate_path is None  # not Path("."), the current directory
+    assert entra.ca_bundle is None
+    with pytest.raises(ConfigError, match="certificate_path"):
+        parse_config({"azure_entra_id": {**raw["azure_entra_id"], "credential": "certificate"}})
