@@ -28,6 +28,7 @@ __all__ = [
     "ROOT",
     "ServiceHandle",
     "free_port",
+    "running_server",
     "service_config",
     "stack_environment",
     "start_llama_stack",
@@ -130,9 +131,10 @@ def wait_until_up(
 
 
 @contextlib.contextmanager
-def _running(
+def running_server(
     command: list[str], env: Mapping[str, str], log_path: Path, probe: str, base: str
 ) -> Iterator[ServiceHandle]:
+    """Run ``command`` in the repository root until the block exits; up once ``probe`` is 200."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT
@@ -158,7 +160,7 @@ def start_service(
     base = f"http://127.0.0.1:{port}"
     command = [str(_BIN / "llama-entra"), "serve", "-c", str(config_path), "--port", str(port)]
     log_path = config_path.with_name(f"service-{port}.log")
-    with _running(command, env, log_path, f"{base}/liveness", base) as handle:
+    with running_server(command, env, log_path, f"{base}/liveness", base) as handle:
         yield handle
 
 
@@ -172,7 +174,11 @@ def start_llama_stack(
     script = ROOT / "scripts" / "llama-stack-entrypoint.sh"
     run_config = ROOT / "run-configs" / "azure.yaml"
     command = [str(script), str(service_config_path), str(run_config), "--port", str(port)]
-    environment = {**env, "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}"}
+    environment = {
+        **env,
+        "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}",
+        "LLAMA_STACK_HOST": "127.0.0.1",
+    }
     log_path = service_config_path.with_name(f"llama-stack-{port}.log")
-    with _running(command, environment, log_path, f"{base}/v1/health", base) as handle:
+    with running_server(command, environment, log_path, f"{base}/v1/health", base) as handle:
         yield handle

@@ -1,0 +1,194 @@
+"""The container image recipe and the Kubernetes manifests in deploy/, checked offline.
+
+Every kustomization is built with the real kustomize and validated strictly against the
+Kubernetes 1.37 schemas (kubernetes-validate); house rules (non-root, read-only root, probes,
+no secret in a manifest) are asserted on what kustomize produced, not on the source files.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from llama_entra.config import parse_config
+from support.deploy import DEPLOY, config_maps, container, containers, kustomizations, render
+from support.service import ROOT
+
+K8S_VERSION = "1.37"
+CONTAINERFILE = (ROOT / "Containerfile").read_text()
+SECRET_NAMES = re.compile(r"SECRET|PASSWORD|API_KEY|(^|_)TOKEN($|_(?!FILE))", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module", params=kustomizations(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = render(request.param)
+    return docs
+
+
+def test_every_role_and_credential_has_a_kustomization() -> None:
+    names = {str(path.relative_to(DEPLOY)) for path in kustomizations()}
+    assert {"library-mode", "service-mode", "sidecar"} <= names
+    examples = " ".join(names)
+    assert "certificate" in examples and "workload-identity" in examples
+
+
+def test_manifests_are_valid_kubernetes_objects(rendered: list[dict[str, Any]]) -> None:
+    for doc in rendered:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_schema_validation_would_catch_a_misspelled_field(rendered: list[dict[str, Any]]) -> None:
+    deployment = copy.deepcopy(next(d for d in rendered if d["kind"] == "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_pods_run_non_root_read_only_without_privileges(rendered: list[dict[str, Any]]) -> None:
+    for pod, item in containers(rendered):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        context = item["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, item["name"]
+        assert context["allowPrivilegeEscalation"] is False, item["name"]
+        assert context["capabilities"]["drop"] == ["ALL"], item["name"]
+        assert "memory" in item["resources"]["limits"], item["name"]
+
+
+def test_llama_entra_containers_use_the_image_and_have_probes(
+    rendered: list[dict[str, Any]],
+) -> None:
+    ours = [item for _, item in containers(rendered) if "llama-entra" in item["image"]]
+    assert ours
+    for item in ours:
+        assert item["image"] == "localhost/llama-entra:0.1.0"
+        assert "startupProbe" in item and "livenessProbe" in item, item["name"]
+        probes = str([item.get(k) for k in ("livenessProbe", "readinessProbe")])
+        assert any(path in probes for path in ("/liveness", "/v1/health", "/healthz")), probes
+
+
+def test_no_secret_value_is_in_a_manifest(rendered: list[dict[str, Any]]) -> None:
+    assert not [d for d in rendered if d["kind"] == "Secret"]  # Secrets are created by users
+    for _, item in containers(rendered):
+        for entry in item.get("env", []):
+            if SECRET_NAMES.search(entry["name"]):
+                assert entry.get("value") in (None, "unused"), entry["name"]
+    for data in config_maps(rendered).values():
+        for key in data:
+            assert not SECRET_NAMES.search(key), key
+
+
+def test_llama_stack_server_gets_no_credential() -> None:
+    docs = render(DEPLOY / "service-mode")
+    server = container(docs, "llama-stack")
+    assert server["command"][:2] == ["scripts/llama-stack-entrypoint.sh", "--entra"]
+    assert not [s for s in server.get("envFrom", []) if "secretRef" in s]
+    llama_stack = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    allowed = llama_stack["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert allowed["app.kubernetes.io/component"] == "api"
+
+
+def test_workload_identity_uses_the_service_account_and_pod_label() -> None:
+    docs = render(DEPLOY / "examples" / "service-mode-workload-identity")
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    assert "azure.workload.identity/client-id" in account["metadata"]["annotations"]
+    api = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "llama-entra"
+    )
+    pod = api["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    server = next(
+        d for d in docs if d["metadata"]["name"] == "llama-stack" and d["kind"] == "Deployment"
+    )
+    assert "serviceAccountName" not in server["spec"]["template"]["spec"]
+    azure = next(v for k, v in config_maps(docs).items() if k.startswith("llama-entra-azure"))
+    assert azure["AZURE_CREDENTIAL"] == "workload_identity"
+
+
+CREDENTIAL_ENV = {
+    "client_secret": {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"},
+    "certificate": {
+        "AZURE_TENANT_ID": "t",
+        "AZURE_CLIENT_ID": "c",
+        "AZURE_CLIENT_CERTIFICATE_PATH": "/var/run/secrets/llama-entra/entra-cert/client-cert.pem",
+    },
+    "workload_identity": {  # what the AKS webhook injects
+        "AZURE_TENANT_ID": "t",
+        "AZURE_CLIENT_ID": "c",
+        "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token",
+        "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/",
+    },
+}
+
+
+@pytest.mark.parametrize("credential", sorted(CREDENTIAL_ENV))
+@pytest.mark.parametrize("role", ["library-mode", "service-mode", "sidecar"])
+def test_service_configs_in_config_maps_load_for_each_credential(
+    role: str, credential: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**CREDENTIAL_ENV[credential], "AZURE_CREDENTIAL": credential}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AZURE_API_BASE", "https://r.openai.azure.com/openai/v1")
+    text = (DEPLOY / role / "llama-entra.yaml").read_text()
+    config = parse_config(yaml.safe_load(text), source=f"{role}/llama-entra.yaml")
+    assert config.azure_entra_id is not None
+    assert config.azure_entra_id.credential == credential
+    assert config.azure_entra_id.ca_bundle is None
+    if role == "sidecar":
+        assert config.proxy.host == "127.0.0.1"
+    else:
+        assert config.service.host == "0.0.0.0"
+        assert config.authentication.module == "api_key"
+
+
+def test_containerfile_runs_as_non_root_with_healthcheck_and_default_serve() -> None:
+    stages = CONTAINERFILE.split("\nFROM ")
+    final = stages[-1]
+    assert len(stages) >= 2, "multi-stage"
+    assert "\nUSER 10001\n" in final
+    assert "\nHEALTHCHECK " in final
+    assert 'CMD ["llama-entra", "serve", "-c", "run-configs/llama-entra-azure.yaml"]' in final
+    assert "org.opencontainers.image.title" in final
+    for name in re.findall(r"^\s+([A-Z_]+)=", final, re.MULTILINE):
+        assert not SECRET_NAMES.search(name), name
+
+
+def test_containerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:
+    ignored = (ROOT / ".containerignore").read_text()
+    assert (ROOT / ".dockerignore").read_text() == ignored
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", CONTAINERFILE, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), path
+            assert f"!{path.split('/')[0]}" in ignored or f"!{path}" in ignored, path
+
+
+def _commands() -> list[tuple[str, str]]:
+    """(kustomization, command path) for every container command in every kustomization."""
+    found: list[tuple[str, str]] = []
+    for directory in kustomizations():
+        for _, item in containers(render(directory)):
+            for word in item.get("command", []):
+                found.append((str(directory), word))
+    return found
+
+
+def test_commands_in_manifests_name_files_of_the_image() -> None:
+    image_paths = ("scripts/", "run-configs/")
+    words = [word for _, word in _commands() if word.startswith(image_paths)]
+    assert "scripts/llama-stack-entrypoint.sh" in words
+    for word in words:
+        assert (ROOT / word).exists(), word
+        copied = (
+            f"COPY {word} " in CONTAINERFILE or f"COPY {Path(word).parts[0]}/ " in CONTAINERFILE
+        )
+        assert copied, f"{word} is not in the image"
