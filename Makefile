@@ -12,6 +12,8 @@ VENV := .venv/.installed
 RUN := $(UV) run --frozen --no-sync
 
 CONFIG ?= run-configs/llama-entra-azure.yaml
+IMAGE ?= localhost/llama-entra:0.1.0
+ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
 RUN_CONFIG ?= run-configs/azure.yaml
 
 .PHONY: help
@@ -52,15 +54,21 @@ test-e2e: $(VENV) ## end-to-end tests (real servers on loopback)
 	$(RUN) pytest tests/e2e
 
 .PHONY: lint
-lint: $(VENV) ## ruff (lint + format check) and mypy strict
+lint: $(VENV) ## ruff (lint + format check), mypy strict, hadolint on the Containerfile
 	$(RUN) ruff check src tests
 	$(RUN) ruff format --check src tests
 	$(RUN) mypy
+	$(RUN) hadolint --no-color Containerfile
 
 .PHONY: format
 format: $(VENV) ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix src tests
 	$(RUN) ruff format src tests
+
+.PHONY: image
+image: ## build the container image with podman or docker (IMAGE=..., ENGINE=...)
+	@test -n "$(ENGINE)" || { echo "make image: needs podman or docker on PATH" >&2; exit 1; }
+	$(ENGINE) build -f Containerfile -t $(IMAGE) .
 
 .PHONY: bench
 bench: $(VENV) ## benchmarks against the emulator; results in bench-results/
