@@ -57,6 +57,7 @@ class ClientHolder:
         self.client = client
         self.tokens = tokens
         self.mode = mode
+        self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
 
@@ -235,6 +236,7 @@ class ClientHolder:
     def _invalidate(self, rejected: str | None) -> None:
         if self.tokens is None:
             return
+        self.unauthorized_retries += 1
         logger.info("Azure OpenAI rejected the Entra ID token; fetching a new one")
         self.tokens.invalidate(SecretStr(rejected) if rejected else None)
 

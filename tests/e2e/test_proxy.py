@@ -21,6 +21,7 @@ import pytest
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.proxy import create_proxy_app
 from support.emulator import EmulatorHandle
+from support.metrics import metric
 from support.servers import run_uvicorn
 
 ProxyFactory = Callable[..., AbstractContextManager[str]]
@@ -134,8 +135,12 @@ def test_proxy_large_request_body_streams_up(
     body = {"model": fresh_emulator.model, "messages": [{"role": "user", "content": words}]}
     with proxy(replay_limit_bytes=1024) as url:
         response = httpx.post(f"{url}/chat/completions", json=body, timeout=60)
+        sent = metric(url, "llama_entra_proxy_bytes_total", direction="upstream")
+        relayed = metric(url, "llama_entra_proxy_bytes_total", direction="downstream")
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["prompt_tokens"] == 1_000_000
+    assert sent == len(response.request.content)
+    assert relayed == response.num_bytes_downloaded  # as sent: gzip stays gzip
 
 
 def test_proxy_upstream_401_refreshes_once_and_succeeds(
@@ -148,6 +153,9 @@ def test_proxy_upstream_401_refreshes_once_and_succeeds(
         reply = client.chat.completions.create(
             model=fresh_emulator.model, messages=[{"role": "user", "content": "after revoke"}]
         )
+        assert metric(url, "llama_entra_azure_unauthorized_retries_total") == 1
+        assert metric(url, "llama_entra_entra_token_fetches_total", outcome="success") == 2
+        assert metric(url, "llama_entra_proxy_requests_total", status="200") == 2
     assert reply.choices[0].message.content == "You said: after revoke"
     counters = fresh_emulator.counters()
     assert (counters["token_requests"], counters["unauthorized"]) == (2, 1)

@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from support.emulator import EmulatorHandle
+from support.metrics import metric
 from support.service import ServiceHandle, service_config, stack_environment, start_service
 
 pytestmark = pytest.mark.slow
@@ -191,12 +192,18 @@ def test_revoked_token_is_refreshed_once_and_the_call_succeeds(
 ) -> None:
     assert _query(service, "warm up").status_code == 200
     before = fresh_emulator.counters()["token_requests"]
+    retries = metric(service.url, "llama_entra_azure_unauthorized_retries_total")
+    fetched = metric(service.url, "llama_entra_entra_token_fetches_total", outcome="success")
     fresh_emulator.revoke_all_tokens()
     response = _query(service, "after revocation")
     assert response.status_code == 200, response.text
     assert response.json()["response"] == "You said: after revocation"
     assert fresh_emulator.counters()["token_requests"] == before + 1
     assert fresh_emulator.counters()["unauthorized"] == 1
+    assert metric(service.url, "llama_entra_azure_unauthorized_retries_total") == retries + 1
+    success = metric(service.url, "llama_entra_entra_token_fetches_total", outcome="success")
+    assert success == fetched + 1
+    assert metric(service.url, "llama_entra_entra_token_fetch_duration_seconds_count") >= success
 
 
 def test_revoked_token_streaming_is_refreshed_before_the_first_chunk(
@@ -223,6 +230,7 @@ def test_entra_down_gives_503_naming_entra_then_recovers_without_restart(
         detail = down.json()["detail"]
         assert "Entra ID" in detail["response"]
         assert detail["cause"]
+        assert metric(cold.url, "llama_entra_entra_token_fetches_total", outcome="unavailable") >= 1
         fresh_emulator.set_entra_down(False)
         deadline = time.monotonic() + 40  # the manager retries with backoff (1 s, 2 s, ...)
         while (answer := _query(cold, "after recovery")).status_code != 200:
@@ -240,6 +248,7 @@ def test_wrong_secret_gives_503_with_entra_cause_and_no_secret(
         response = _query(cold, "hi")
         assert response.status_code == 503
         assert "AADSTS7000215" in response.json()["detail"]["cause"]
+        assert metric(cold.url, "llama_entra_entra_token_fetches_total", outcome="rejected") == 1
         assert wrong not in response.text
         assert wrong not in cold.logs()
 

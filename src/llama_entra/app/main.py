@@ -84,7 +84,7 @@ def create_app(
                 held = await stack.enter_async_context(open_resources(config, tokens=tokens))
             app.state.authenticator = held.authenticator
             app.state.holder = held.holder
-            app.state.metrics.attach_tokens(held.tokens)
+            app.state.metrics.attach(held.holder)
             logger.info("llama-entra ready (%s mode)", config.llama_stack.mode)
             yield
 

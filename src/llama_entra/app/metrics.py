@@ -1,7 +1,8 @@
 """Prometheus metrics of one service instance (a registry per app, no global state).
 
-Requests by route, method and status; latency by route; the Entra token's state read from the
-token manager at scrape time. Labels never carry a token, key or principal.
+Requests by route, method and status; latency by route; the token manager's metrics
+(``llama_entra.entra.metrics``); Azure 401 retries read from the client holder at scrape time.
+Labels never carry a token, key or principal.
 """
 
 from __future__ import annotations
@@ -9,39 +10,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from llama_entra.entra import TokenManager
+from llama_entra.entra.metrics import LATENCY_BUCKETS, register_token_metrics
+from llama_entra.stack import ClientHolder
 
 __all__ = ["ServiceMetrics"]
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
+class _HolderCollector(Collector):
+    """Reads the client holder's retry count on each scrape."""
 
-class _TokenCollector(Collector):
-    """Reads the token manager's status on each scrape."""
-
-    def __init__(self, tokens: TokenManager) -> None:
-        self.tokens = tokens
+    def __init__(self, holder: ClientHolder) -> None:
+        self.holder = holder
 
     def collect(self) -> Iterator[Metric]:
-        status = self.tokens.status()
-        has = GaugeMetricFamily(
-            "llama_entra_entra_token_present", "1 when a valid Entra ID token is cached"
+        retries = CounterMetricFamily(
+            "llama_entra_azure_unauthorized_retries",
+            "Calls retried with a fresh Entra ID token after Azure OpenAI answered 401",
         )
-        has.add_metric([], 1.0 if status.has_token else 0.0)
-        yield has
-        expires = GaugeMetricFamily(
-            "llama_entra_entra_token_expires_in_seconds", "Seconds until the cached token expires"
-        )
-        expires.add_metric([], status.expires_in_seconds or 0.0)
-        yield expires
-        requests = GaugeMetricFamily(
-            "llama_entra_entra_token_requests", "Token requests made to Entra ID since start"
-        )
-        requests.add_metric([], float(status.token_requests))
-        yield requests
+        retries.add_metric([], float(self.holder.unauthorized_retries))
+        yield retries
 
 
 class ServiceMetrics:
@@ -59,19 +49,15 @@ class ServiceMetrics:
             "llama_entra_request_duration_seconds",
             "Time to the end of the response, by route",
             ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.azure_retries = Counter(
-            "llama_entra_azure_unauthorized_retries",
-            "Calls retried with a fresh token after Azure answered 401",
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
 
-    def attach_tokens(self, tokens: TokenManager | None) -> None:
-        """Report ``tokens``' state from now on (the lifespan calls this once)."""
-        if tokens is not None:
-            self.registry.register(_TokenCollector(tokens))
+    def attach(self, holder: ClientHolder) -> None:
+        """Report the holder's and its token manager's state from now on (called once)."""
+        self.registry.register(_HolderCollector(holder))
+        if holder.tokens is not None:
+            register_token_metrics(self.registry, holder.tokens)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -43,13 +43,14 @@ from llama_entra.config import AzureEntraIdConfig
 from llama_entra.entra.credentials import TokenSource, build_credential, resolve_identity
 from llama_entra.entra.status import TokenStatus
 from llama_entra.entra.translate import translate_error
-from llama_entra.errors import TokenError, TokenUnavailableError
+from llama_entra.errors import TokenError, TokenRejectedError, TokenUnavailableError
 
-__all__ = ["Backoff", "CredentialFactory", "TokenManager", "create_token_manager"]
+__all__ = ["Backoff", "CredentialFactory", "FetchObserver", "TokenManager", "create_token_manager"]
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+FetchObserver = Callable[[str, float], None]
 Sleep = Callable[[float], Awaitable[None]]
 CredentialFactory = Callable[[], Awaitable[TokenSource]]
 
@@ -85,6 +86,10 @@ class _Failure:
         return type(self.error)(self.error.cause)
 
 
+def _outcome(error: TokenError) -> str:
+    return "rejected" if isinstance(error, TokenRejectedError) else "unavailable"
+
+
 class TokenManager:
     """Holds one identity's access token; see the module docstring for the rules."""
 
@@ -116,6 +121,19 @@ class TokenManager:
         self._token_requests = 0
         self._last_refresh: float | None = None
         self._last_error: str | None = None
+        self._fetch_observers: list[FetchObserver] = []
+
+    def observe_fetches(self, observer: FetchObserver) -> None:
+        """Call ``observer(outcome, seconds)`` after every token request to Entra ID.
+
+        ``outcome`` is ``success``, ``rejected`` or ``unavailable``; metrics use this.
+        """
+        self._fetch_observers.append(observer)
+
+    def _notify(self, outcome: str, started: float) -> None:
+        elapsed = max(0.0, self._clock() - started)
+        for observer in self._fetch_observers:
+            observer(outcome, elapsed)
 
     async def token(self) -> SecretStr:
         """A valid access token; raises ``TokenUnavailableError``/``TokenRejectedError``."""
@@ -223,10 +241,17 @@ class TokenManager:
             error = translate_error(
                 exc, kind=self._config.credential, timeout_seconds=self._config.timeout_seconds
             )
+            self._notify(_outcome(error), started)
             raise self._record_failure(error) from exc
-        return self._record_success(
-            SecretStr(info.token), info.expires_on, info.refresh_on, started
-        )
+        try:
+            held = self._record_success(
+                SecretStr(info.token), info.expires_on, info.refresh_on, started
+            )
+        except TokenError as error:
+            self._notify(_outcome(error), started)
+            raise
+        self._notify("success", started)
+        return held
 
     def _record_success(
         self, token: SecretStr, expires_on: float, refresh_on: float | None, fetched_at: float

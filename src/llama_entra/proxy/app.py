@@ -2,7 +2,7 @@
 
 The lifespan owns one token manager (lazy: no Entra call at start-up) and one pooled
 ``httpx.AsyncClient`` with connect and read timeouts but no total cap, so a long generation is
-never cut. ``/healthz`` and ``/readyz`` are reserved; every other path is forwarded.
+never cut. ``/healthz``, ``/readyz`` and ``/metrics`` are reserved; every other path is forwarded.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,6 +31,7 @@ from llama_entra.errors import (
     UpstreamUnavailableError,
 )
 from llama_entra.proxy.forward import forward
+from llama_entra.proxy.metrics import ProxyMetrics
 
 __all__ = ["create_proxy_app", "upstream_client"]
 
@@ -71,6 +73,7 @@ def create_proxy_app(
     if config.azure_entra_id is None and tokens is None:
         raise ConfigError("the proxy needs an Entra ID identity", key="azure_entra_id")
     upstream = httpx.URL(config.proxy.upstream)
+    metrics = ProxyMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -84,6 +87,7 @@ def create_proxy_app(
                 manager = create_token_manager(config.azure_entra_id)
             await manager.start()
             stack.push_async_callback(manager.aclose)
+            metrics.attach(manager)
             client = await stack.enter_async_context(upstream_client(config.proxy, transport))
             app.state.tokens, app.state.client = manager, client
             app.state.authenticator = authenticator
@@ -101,24 +105,31 @@ def create_proxy_app(
         status = manager.status()
         return JSONResponse({"ready": True, "expires_in_seconds": status.expires_in_seconds})
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     async def proxied(request: Request) -> Response:
         state = request.app.state
         try:
             await _authenticate(request, state.authenticator)
-            return await forward(
+            response = await forward(
                 request,
                 state.client,
                 state.tokens,
                 upstream,
                 replay_limit_bytes=config.proxy.replay_limit_bytes,
+                metrics=metrics,
             )
         except LlamaEntraError as exc:
-            return _answer(exc)
+            response = _answer(exc)
+        metrics.requests.labels(str(response.status_code)).inc()
+        return response
 
     return Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
             Route("/{path:path}", proxied, methods=_METHODS),
         ],
         lifespan=lifespan,

@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from llama_entra.entra import TokenManager
 from llama_entra.errors import UpstreamError, UpstreamUnavailableError
+from llama_entra.proxy.metrics import ProxyMetrics
 
 __all__ = ["HOP_BY_HOP", "forward", "upstream_url"]
 
@@ -79,6 +80,7 @@ async def forward(
     upstream: httpx.URL,
     *,
     replay_limit_bytes: int,
+    metrics: ProxyMetrics,
 ) -> Response:
     """Send ``request`` upstream with a fresh-enough token and stream the answer back."""
     url = upstream_url(upstream, request.url.path, request.scope.get("query_string", b""))
@@ -87,7 +89,12 @@ async def forward(
     chunked = "transfer-encoding" in request.headers
     size = int(declared) if declared.isdigit() else (None if chunked else 0)
     replayable = size is not None and size <= replay_limit_bytes
-    body: bytes | AsyncIterator[bytes] = await request.body() if replayable else request.stream()
+    body: bytes | AsyncIterator[bytes]
+    if replayable:
+        body = await request.body()
+        metrics.bytes.labels("upstream").inc(len(body))
+    else:
+        body = metrics.count(request.stream(), "upstream")
     if declared.isdigit():
         headers.append(("content-length", declared))
 
@@ -96,11 +103,12 @@ async def forward(
     if response.status_code == 401 and replayable:
         await response.aclose()
         logger.info("upstream answered 401; retrying once with a fresh Entra ID token")
+        metrics.unauthorized_retries.inc()
         tokens.invalidate(token)
         token = await tokens.token()
         response = await _send(client, request.method, url, headers, body, token)
     return StreamingResponse(
-        _relay(response),
+        metrics.count(_relay(response), "downstream"),
         status_code=response.status_code,
         headers=_response_headers(response),
         background=BackgroundTask(response.aclose),

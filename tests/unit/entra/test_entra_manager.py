@@ -379,3 +379,21 @@ async def test_token_manager_logs_outcomes_without_token_or_secret(
     assert "fetched: expires in 3600 s" in text
     assert token.get_secret_value() not in text
     assert "s3cr3t-fake" not in text
+
+
+async def test_token_manager_reports_every_fetch_outcome_to_observers(entra: FakeEntra) -> None:
+    seen: list[tuple[str, float]] = []
+    manager = fake_manager(entra)
+    manager.observe_fetches(lambda outcome, seconds: seen.append((outcome, seconds)))
+    entra.failures = [BAD_SECRET]
+    with pytest.raises(TokenRejectedError):
+        await manager.token()
+    entra.clock.advance(60)  # past the backoff
+    entra.failures = [ServiceRequestError("Connection refused")]
+    with pytest.raises(TokenUnavailableError):
+        await manager.token()
+    entra.clock.advance(60)
+    await manager.token()
+    assert [outcome for outcome, _ in seen] == ["rejected", "unavailable", "success"]
+    assert all(seconds >= 0 for _, seconds in seen)
+    await manager.aclose()
