@@ -1,0 +1,122 @@
+"""Benchmark of the sidecar proxy (``make bench``): added latency and time to first streamed
+byte, through ``llama-entra proxy`` vs straight to the emulator, measured in the same run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import yaml
+from azure.identity import ClientSecretCredential
+
+from support.bench import report, summarize, timed
+from support.emulator import EmulatorHandle
+from support.service import free_port, running_server
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
+SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+@contextmanager
+def _proxy(emulator: EmulatorHandle, directory: Path) -> Iterator[str]:
+    config = {
+        "service": {"log_level": "warning"},
+        "azure_entra_id": {
+            "tenant_id": emulator.tenant_id,
+            "client_id": emulator.client_id,
+            "client_secret": emulator.client_secret,
+            "authority_host": emulator.url,
+            "ca_bundle": str(emulator.ca_path),
+        },
+        "proxy": {"upstream": emulator.azure_base_url, "ca_bundle": str(emulator.ca_path)},
+    }
+    path = directory / "proxy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "llama-entra"), "proxy", "-c", str(path)]
+    command += ["--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    with running_server(command, env, directory / "proxy.log", f"{base}/readyz", base):
+        yield base
+
+
+def _first_byte_seconds(client: httpx.Client, url: str, body: dict[str, object]) -> float:
+    started = time.perf_counter()
+    with client.stream("POST", url, json=body) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        next(chunks)
+        elapsed = time.perf_counter() - started
+        for _ in chunks:
+            pass
+    return elapsed
+
+
+def _post_seconds(client: httpx.Client, url: str, body: dict[str, object]) -> float:
+    return timed(lambda: client.post(url, json=body).raise_for_status())
+
+
+def test_bench_proxy_added_latency_and_time_to_first_byte(
+    fresh_emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    credential = ClientSecretCredential(
+        fresh_emulator.tenant_id,
+        fresh_emulator.client_id,
+        fresh_emulator.client_secret,
+        authority=fresh_emulator.url,
+        connection_verify=str(fresh_emulator.ca_path),
+        disable_instance_discovery=True,
+    )
+    token = credential.get_token(SCOPE).token
+    credential.close()
+    body: dict[str, object] = {
+        "model": fresh_emulator.model,
+        "messages": [{"role": "user", "content": "benchmark me"}],
+    }
+    streamed = {**body, "stream": True}
+    fresh_emulator.set_stream_delay(0.002)  # chunks spread out, as a model produces them
+    direct_headers = {"Authorization": f"Bearer {token}"}
+    with (
+        _proxy(fresh_emulator, tmp_path) as proxy_url,
+        httpx.Client(verify=str(fresh_emulator.ca_path), headers=direct_headers) as direct,
+        httpx.Client() as proxied,
+    ):
+        targets = [
+            (direct, f"{fresh_emulator.azure_base_url}/chat/completions"),
+            (proxied, f"{proxy_url}/chat/completions"),
+        ]
+        for client, url in targets * 30:  # warm pools and the proxy's token
+            assert client.post(url, json=body).status_code == 200
+        latency: dict[int, list[float]] = {0: [], 1: []}
+        first_byte: dict[int, list[float]] = {0: [], 1: []}
+        for n in range(ROUNDS):
+            for index in (0, 1) if n % 2 else (1, 0):
+                client, url = targets[index]
+                latency[index].append(_post_seconds(client, url, body))
+                first_byte[index].append(_first_byte_seconds(client, url, streamed))
+    series = [
+        summarize("chat completion, direct (baseline)", latency[0]),
+        summarize("chat completion, through the proxy", latency[1]),
+        summarize("first streamed byte, direct (baseline)", first_byte[0]),
+        summarize("first streamed byte, through the proxy", first_byte[1]),
+    ]
+    added = series[1].median_ms - series[0].median_ms
+    ttfb_ratio = series[3].median_ms / series[2].median_ms
+    report(
+        "proxy-overhead",
+        series,
+        {
+            "added_median_ms": round(added, 3),
+            "ttfb_median_ratio": round(ttfb_ratio, 3),
+            "goal": "added median < 1 ms, TTFB ratio <= 1.1",
+            "goal_met": added < 1 and ttfb_ratio <= 1.1,
+            "token_requests_by_proxy": fresh_emulator.counters()["token_requests"] - 1,
+        },
+    )
+    assert fresh_emulator.counters()["token_requests"] == 2  # ours above, and the proxy's one
