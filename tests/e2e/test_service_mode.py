@@ -115,3 +115,28 @@ def test_service_mode_llama_stack_down_gives_503_and_probes_say_so(
         response = httpx.post(f"{orphan.url}/v1/query", json={"query": "anyone?"}, timeout=60)
         assert response.status_code == 503
         assert response.json()["detail"]["response"] == "Llama Stack unavailable"
+
+
+def test_service_mode_llama_stack_restart_gives_503_then_recovers(
+    emulator: EmulatorHandle, tmp_path: Path, stack_env: dict[str, str]
+) -> None:
+    port = free_port()
+    (tmp_path / "stack").mkdir()
+    stack_config = service_config(tmp_path / "stack", emulator)
+    path = service_config(
+        tmp_path, emulator, mode="service", llama_stack_url=f"http://127.0.0.1:{port}"
+    )
+
+    def ask(service: ServiceHandle, text: str) -> httpx.Response:
+        return httpx.post(f"{service.url}/v1/query", json={"query": text}, timeout=60)
+
+    with start_service(path, stack_env) as service:
+        with start_llama_stack(stack_config, stack_env, port=port):
+            assert ask(service, "before").status_code == 200
+        down = ask(service, "while the server is stopped")
+        assert down.status_code == 503
+        assert down.json()["detail"]["response"] == "Llama Stack unavailable"
+        with start_llama_stack(stack_config, stack_env, port=port):
+            answer = ask(service, "after restart")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["response"] == "You said: after restart"
