@@ -1,5 +1,5 @@
-"""End-to-end: ``make demo``'s script brings up the emulator and the service, its printed
-examples work, and Ctrl-C stops everything it started."""
+"""End-to-end: ``make demo`` brings up the emulator and the service, its printed examples work,
+and Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines, Path]]
         "LLAMA_ENTRA_DEMO_DIR": str(tmp_path / "demo"),
     }
     process = subprocess.Popen(
-        ["bash", "scripts/demo.sh"],
+        ["make", "--no-print-directory", "demo"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
