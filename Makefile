@@ -72,7 +72,7 @@ image: ## build the container image with podman or docker (IMAGE=..., ENGINE=...
 
 .PHONY: bench
 bench: $(VENV) ## benchmarks against the emulator; results in bench-results/
-	$(RUN) pytest tests/benchmarks -p no:cacheprovider -s
+	$(RUN) pytest tests/benchmarks -p no:cacheprovider -s --timeout 1800
 
 .PHONY: clean
 clean: ## remove the venv, caches and local state

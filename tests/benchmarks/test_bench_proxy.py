@@ -12,14 +12,12 @@ from pathlib import Path
 
 import httpx
 import yaml
-from azure.identity import ClientSecretCredential
 
 from support.bench import report, summarize, timed
 from support.emulator import EmulatorHandle
 from support.service import free_port, running_server
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
-SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
 @contextmanager
@@ -65,16 +63,7 @@ def _post_seconds(client: httpx.Client, url: str, body: dict[str, object]) -> fl
 def test_bench_proxy_added_latency_and_time_to_first_byte(
     fresh_emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
-    credential = ClientSecretCredential(
-        fresh_emulator.tenant_id,
-        fresh_emulator.client_id,
-        fresh_emulator.client_secret,
-        authority=fresh_emulator.url,
-        connection_verify=str(fresh_emulator.ca_path),
-        disable_instance_discovery=True,
-    )
-    token = credential.get_token(SCOPE).token
-    credential.close()
+    token = fresh_emulator.access_token()
     body: dict[str, object] = {
         "model": fresh_emulator.model,
         "messages": [{"role": "user", "content": "benchmark me"}],

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import httpx
-from azure.identity import ClientSecretCredential
 
 from support.bench import report, summarize
 from support.emulator import EmulatorHandle
@@ -147,18 +146,7 @@ def test_bench_library_refresh_same_client_vs_rebuilding_it(
         write_enriched,
     )
 
-    tokens = []
-    for _ in range(21):  # a fresh credential each time: a new token, as after a refresh
-        credential = ClientSecretCredential(
-            emulator.tenant_id,
-            emulator.client_id,
-            emulator.client_secret,
-            authority=emulator.url,
-            connection_verify=str(emulator.ca_path),
-            disable_instance_discovery=True,
-        )
-        tokens.append(credential.get_token("https://cognitiveservices.azure.com/.default").token)
-        credential.close()
+    tokens = [emulator.access_token() for _ in range(21)]  # each new, as after a refresh
     assert len(set(tokens)) == len(tokens)
     env = stack_environment(emulator, tmp_path)
     ensure_tiktoken_cache(env["TIKTOKEN_CACHE_DIR"])

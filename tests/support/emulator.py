@@ -90,6 +90,23 @@ class EmulatorHandle:
         token: str = self._post("/federated-token", {"subject": subject})["token"]
         return token
 
+    def access_token(self) -> str:
+        """A new access token for the demo client, fetched with azure-identity (no cache)."""
+        from azure.identity import ClientSecretCredential
+
+        credential = ClientSecretCredential(
+            self.tenant_id,
+            self.client_id,
+            self.client_secret,
+            authority=self.url,
+            connection_verify=str(self.ca_path),
+            disable_instance_discovery=True,
+        )
+        try:
+            return credential.get_token("https://cognitiveservices.azure.com/.default").token
+        finally:
+            credential.close()
+
     def last_request_headers(self) -> list[dict[str, str]]:
         """Headers of the most recent Azure OpenAI requests, oldest first."""
         response = self._http.get("/requests")
