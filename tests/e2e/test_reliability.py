@@ -7,6 +7,7 @@ counted as answered.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def test_entra_slower_than_the_timeout_is_503_naming_it(
         assert response.status_code == 503
         assert "timed out" in response.json()["detail"]["cause"]
         assert response.elapsed.total_seconds() < 5
+
+
+def test_client_disconnect_mid_stream_ends_the_handler(
+    service: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    fresh_emulator.set_stream_delay(0.05)  # 200 words: the full stream would take > 10 s
+    words = " ".join(f"w{n}" for n in range(200))
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{service.url}/v1/streaming_query", json={"query": words}) as reply,
+    ):
+        assert reply.status_code == 200
+        for line in reply.iter_lines():
+            if '"token"' in line:
+                break  # one token seen; leaving the block drops the connection
+    in_progress = "llama_entra_requests_in_progress"
+    deadline = time.monotonic() + 3
+    while metric(service.url, in_progress) != 1:  # 1: the scrape itself
+        assert time.monotonic() < deadline, "the streaming handler kept running"
+        time.sleep(0.1)
+    assert _query(service, "still serving").status_code == 200

@@ -1,6 +1,6 @@
 """Prometheus metrics of one service instance (a registry per app, no global state).
 
-Requests by route, method and status; latency by route; the token manager's metrics
+Requests by route, method and status; latency by route; requests in progress; the token manager's metrics
 (``llama_entra.entra.metrics``); Azure 401 retries read from the client holder at scrape time.
 Labels never carry a token, key or principal.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -50,6 +50,11 @@ class ServiceMetrics:
             "Time to the end of the response, by route",
             ["route"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "llama_entra_requests_in_progress",
+            "HTTP requests being handled now (a scrape counts itself)",
             registry=self.registry,
         )
 

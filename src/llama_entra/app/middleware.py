@@ -74,6 +74,7 @@ class RequestContextMiddleware:
             declared = int(headers.get("content-length", b"0") or 0)
         except ValueError:
             declared = 0
+        self.metrics.in_progress.inc()
         try:
             if declared > self.max_body_bytes:
                 raise _BodyTooLargeError
@@ -83,6 +84,7 @@ class RequestContextMiddleware:
                 raise
             await self._too_large(send_with_id)
         finally:
+            self.metrics.in_progress.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
             self.metrics.observe(route, scope["method"], status, elapsed)
