@@ -1,8 +1,8 @@
 """Prometheus metrics of one service instance (a registry per app, no global state).
 
-Requests by route, method and status; latency by route; requests in progress; the token manager's metrics
-(``llama_entra.entra.metrics``); Azure 401 retries read from the client holder at scrape time.
-Labels never carry a token, key or principal.
+Requests by route, method and status; latency by route; requests in progress; the token
+manager's metrics (``llama_entra.entra.metrics``); Azure 401 retries read from the client holder
+at scrape time. Labels never carry a token, key or principal.
 """
 
 from __future__ import annotations
