@@ -65,6 +65,11 @@ format: $(VENV) ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix src tests
 	$(RUN) ruff format src tests
 
+.PHONY: test-reliability
+test-reliability: $(VENV) ## soak: 3 minutes of load with 20 s tokens, 0 failed requests (SOAK_SECONDS=...)
+	BENCH_REFRESH_SECONDS=$${SOAK_SECONDS:-180} $(RUN) pytest tests/benchmarks/test_bench_refresh.py \
+		-k refresh_under_load -p no:cacheprovider -s --timeout 1800
+
 .PHONY: image
 image: ## build the container image with podman or docker (IMAGE=..., ENGINE=...)
 	@test -n "$(ENGINE)" || { echo "make image: needs podman or docker on PATH" >&2; exit 1; }
