@@ -16,7 +16,13 @@ import pytest
 
 from support.emulator import EmulatorHandle
 from support.metrics import metric
-from support.service import ServiceHandle, service_config, stack_environment, start_service
+from support.service import (
+    ServiceHandle,
+    free_port,
+    service_config,
+    stack_environment,
+    start_service,
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +133,17 @@ def test_client_disconnect_mid_stream_ends_the_handler(
         assert time.monotonic() < deadline, "the streaming handler kept running"
         time.sleep(0.1)
     assert _query(service, "still serving").status_code == 200
+
+
+def test_entra_refusing_connections_starts_ready_and_answers_503(
+    fresh_emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    nowhere = f"https://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    path = service_config(tmp_path, fresh_emulator, entra={"authority_host": nowhere})
+    with start_service(path, stack_environment(fresh_emulator, tmp_path / "state")) as cold:
+        assert httpx.get(f"{cold.url}/readiness", timeout=10).status_code == 200
+        response = _query(cold, "anyone there?")
+        assert response.status_code == 503
+        detail = response.json()["detail"]
+        assert "Entra ID" in detail["response"]
+        assert "authority unreachable" in detail["cause"]
