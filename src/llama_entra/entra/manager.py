@@ -241,17 +241,10 @@ class TokenManager:
             error = translate_error(
                 exc, kind=self._config.credential, timeout_seconds=self._config.timeout_seconds
             )
-            self._notify(_outcome(error), started)
-            raise self._record_failure(error) from exc
-        try:
-            held = self._record_success(
-                SecretStr(info.token), info.expires_on, info.refresh_on, started
-            )
-        except TokenError as error:
-            self._notify(_outcome(error), started)
-            raise
-        self._notify("success", started)
-        return held
+            raise self._record_failure(error, started) from exc
+        return self._record_success(
+            SecretStr(info.token), info.expires_on, info.refresh_on, started
+        )
 
     def _record_success(
         self, token: SecretStr, expires_on: float, refresh_on: float | None, fetched_at: float
@@ -259,7 +252,8 @@ class TokenManager:
         lifetime = expires_on - fetched_at
         if lifetime <= 0:
             raise self._record_failure(
-                TokenUnavailableError("Entra ID returned an expired token (is the clock right?)")
+                TokenUnavailableError("Entra ID returned an expired token (is the clock right?)"),
+                fetched_at,
             )
         refresh_at = expires_on - self._config.refresh_margin_seconds
         if refresh_on is not None and refresh_on > fetched_at:
@@ -269,6 +263,7 @@ class TokenManager:
         self._failure = None
         self._last_error = None
         self._last_refresh = fetched_at
+        self._notify("success", fetched_at)
         logger.info(
             "Entra ID token for %s fetched: expires in %.0f s, refresh in %.0f s",
             self.identity,
@@ -277,7 +272,8 @@ class TokenManager:
         )
         return held
 
-    def _record_failure(self, error: TokenError) -> TokenError:
+    def _record_failure(self, error: TokenError, started: float) -> TokenError:
+        self._notify(_outcome(error), started)
         now = self._clock()
         attempts = self._failure.attempts + 1 if self._failure else 1
         retry_at = now + self._backoff.delay(attempts, self._rand())
