@@ -7,33 +7,19 @@ answered with a 5xx and every answer matches the documented schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from support.emulator import EmulatorHandle
-from support.service import ServiceHandle, service_config, stack_environment, start_service
+from support.service import ServiceHandle
 
 
-@pytest.fixture(scope="module")
-def fuzzed_service(
-    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceHandle]:
-    directory = tmp_path_factory.mktemp("fuzz")
-    path = service_config(directory, emulator)
-    with start_service(path, stack_environment(emulator, directory / "state")) as handle:
-        yield handle
-
-
-def test_no_server_error_and_documented_responses(fuzzed_service: ServiceHandle) -> None:
+def test_no_server_error_and_documented_responses(service: ServiceHandle) -> None:
     # Driven by hand rather than schemathesis' pytest plugin, which does not support pytest 9.
-    schema = schemathesis.openapi.from_url(f"{fuzzed_service.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
     for operation in operations:
@@ -42,13 +28,13 @@ def test_no_server_error_and_documented_responses(fuzzed_service: ServiceHandle)
         @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
         def fuzz(case: schemathesis.Case) -> None:
             case.call_and_validate(
-                base_url=fuzzed_service.url,
+                base_url=service.url,
                 checks=[not_a_server_error, response_schema_conformance],
                 timeout=60,
             )
 
         fuzz()
-    answered = httpx.get(f"{fuzzed_service.url}/metrics", timeout=10).text
+    answered = httpx.get(f"{service.url}/metrics", timeout=10).text
     counted = {
         sample.labels["route"]
         for family in text_string_to_metric_families(answered)

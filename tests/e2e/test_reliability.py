@@ -8,7 +8,6 @@ counted as answered.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,16 +22,6 @@ from support.service import (
     stack_environment,
     start_service,
 )
-
-
-@pytest.fixture(scope="module")
-def service(
-    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceHandle]:
-    directory = tmp_path_factory.mktemp("reliability")
-    path = service_config(directory, emulator)
-    with start_service(path, stack_environment(emulator, directory / "state")) as handle:
-        yield handle
 
 
 def _query(service: ServiceHandle, text: str) -> httpx.Response:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,6 @@ from support.metrics import metric
 from support.service import ServiceHandle, service_config, stack_environment, start_service
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def service(
-    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceHandle]:
-    directory = tmp_path_factory.mktemp("library-service")
-    path = service_config(directory, emulator)
-    with start_service(path, stack_environment(emulator, directory / "state")) as handle:
-        yield handle
 
 
 def _cold_service(emulator: EmulatorHandle, directory: Path, **changes: Any) -> Any:

@@ -3,7 +3,8 @@
 ``service_config(...)`` writes a service config wired to the emulator; ``start_service(path)``
 runs ``llama-entra serve`` on a free port until the block exits and waits on ``/liveness``
 with a deadline; ``start_llama_stack(...)`` runs the container entrypoint script (enrich, then
-``llama stack run``) for service mode. Logs go to files the tests can read.
+``llama stack run``) for service mode. Logs go to files the tests can read. As a pytest plugin
+it gives ``service``: a library-mode service for the emulator's demo identity, one per module.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from support.emulator import EmulatorHandle
@@ -181,4 +183,15 @@ def start_llama_stack(
     }
     log_path = service_config_path.with_name(f"llama-stack-{port}.log")
     with running_server(command, environment, log_path, f"{base}/v1/health", base) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def service(
+    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceHandle]:
+    """A library-mode service wired to the emulator, shared by the tests of one module."""
+    directory = tmp_path_factory.mktemp("library-service")
+    path = service_config(directory, emulator)
+    with start_service(path, stack_environment(emulator, directory / "state")) as handle:
         yield handle
