@@ -1,25 +1,26 @@
-"""``create_proxy_app(config)``: the sidecar's ASGI app (Starlette, no FastAPI needed).
+"""``create_proxy_app(config)``: the sidecar's ASGI app.
 
-The lifespan owns one token manager (lazy: no Entra call at start-up) and one pooled
-``httpx.AsyncClient`` with connect and read timeouts but no total cap, so a long generation is
-never cut. ``/healthz``, ``/readyz`` and ``/metrics`` are reserved; every other path is forwarded.
+``/healthz``, ``/readyz`` and ``/metrics`` are reserved and served by Starlette; every other
+path goes straight to ``forward`` as plain ASGI, past any routing or response classes, because
+the proxy's whole budget is under a millisecond. The lifespan owns one token manager (lazy: no
+Entra call at start-up) and one pooled upstream session.
 """
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
+import yarl
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
-from llama_entra.config import LlamaEntraConfig, ProxyConfig
+from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import (
     AuthError,
@@ -30,74 +31,96 @@ from llama_entra.errors import (
     UnauthenticatedError,
     UpstreamUnavailableError,
 )
-from llama_entra.proxy.forward import forward
+from llama_entra.proxy.forward import ClientGoneError, Upstream, forward
 from llama_entra.proxy.metrics import ProxyMetrics
+from llama_entra.proxy.upstream import upstream_session
 
-__all__ = ["create_proxy_app", "upstream_client"]
+__all__ = ["ProxyApp", "create_proxy_app"]
 
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-def upstream_client(
-    config: ProxyConfig, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The pooled client: system CAs (and ``SSL_CERT_FILE``) plus ``ca_bundle``."""
-    context = ssl.create_default_context()
-    if config.ca_bundle is not None:
-        context.load_verify_locations(cafile=str(config.ca_bundle))
-    timeout = httpx.Timeout(
-        connect=config.connect_timeout_seconds,
-        read=config.read_timeout_seconds,
-        write=config.read_timeout_seconds,
-        pool=config.connect_timeout_seconds,
-    )
-    return httpx.AsyncClient(
-        verify=context,
-        timeout=timeout,
-        transport=transport,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
-        trust_env=False,
-    )
+_RESERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_CLIENT_CLOSED = 499  # the status nginx logs for a caller that hung up first
 
 
-def create_proxy_app(
-    config: LlamaEntraConfig,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    tokens: TokenManager | None = None,
-) -> Starlette:
-    """The proxy for ``config`` (``proxy.upstream`` and ``azure_entra_id`` are required)."""
-    if not config.proxy.upstream:
-        raise ConfigError("the proxy needs an upstream Azure OpenAI URL", key="proxy.upstream")
-    if config.azure_entra_id is None and tokens is None:
-        raise ConfigError("the proxy needs an Entra ID identity", key="azure_entra_id")
-    upstream = httpx.URL(config.proxy.upstream)
-    metrics = ProxyMetrics()
+class ProxyApp:
+    """The proxy: reserved paths to Starlette, everything else forwarded upstream."""
+
+    def __init__(self, config: LlamaEntraConfig, tokens: TokenManager | None = None) -> None:
+        if not config.proxy.upstream:
+            raise ConfigError("the proxy needs an upstream Azure OpenAI URL", key="proxy.upstream")
+        if config.azure_entra_id is None and tokens is None:
+            raise ConfigError("the proxy needs an Entra ID identity", key="azure_entra_id")
+        self.config = config
+        self.metrics = ProxyMetrics()
+        self._tokens = tokens
+        self._upstream: Upstream | None = None
+        self._authenticator: Authenticator | None = None
+        self.starlette = Starlette(
+            routes=[
+                Route("/healthz", _healthz),
+                Route("/readyz", self._readyz),
+                Route("/metrics", self._metrics),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _RESERVED:
+            await self.starlette(scope, receive, send)
+            return
+        status = await self._proxied(scope, receive, send)
+        self.metrics.requests.labels(str(status)).inc()
+
+    async def _proxied(self, scope: Scope, receive: Receive, send: Send) -> int:
+        assert self._upstream is not None and self._authenticator is not None  # noqa: S101
+        if scope["method"] not in _METHODS:
+            response = _error(405, "Method not allowed", f"{scope['method']} is not proxied")
+            await response(scope, receive, send)
+            return response.status_code
+        try:
+            if self._authenticator.module != "noop":
+                principal = await self._authenticator.authenticate(Request(scope, receive))
+                self._authenticator.authorize(principal, "chat")
+            return await forward(scope, receive, send, self._upstream)
+        except ClientGoneError:
+            return _CLIENT_CLOSED
+        except UnicodeDecodeError:
+            response = _error(400, "Bad request", "the path must be ASCII (percent-encoded)")
+        except LlamaEntraError as exc:
+            response = _answer(exc)
+        await response(scope, receive, send)
+        return response.status_code
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        config = self.config
         async with AsyncExitStack() as stack:
             authenticator = build_authenticator(config.authentication)
             stack.push_async_callback(authenticator.aclose)
             warn_if_exposed(config.authentication, config.proxy.host)
-            manager = tokens
+            manager = self._tokens
             if manager is None:
-                assert config.azure_entra_id is not None  # noqa: S101 - checked above
+                assert config.azure_entra_id is not None  # noqa: S101 - checked in __init__
                 manager = create_token_manager(config.azure_entra_id)
             await manager.start()
             stack.push_async_callback(manager.aclose)
-            metrics.attach(manager)
-            client = await stack.enter_async_context(upstream_client(config.proxy, transport))
-            app.state.tokens, app.state.client = manager, client
-            app.state.authenticator = authenticator
+            self.metrics.attach(manager)
+            session = upstream_session(config.proxy)
+            stack.push_async_callback(session.close)
+            assert config.proxy.upstream is not None  # noqa: S101 - checked in __init__
+            self._upstream = Upstream(
+                session=session,
+                tokens=manager,
+                url=yarl.URL(config.proxy.upstream),
+                replay_limit_bytes=config.proxy.replay_limit_bytes,
+                metrics=self.metrics,
+            )
+            self._authenticator = authenticator
             yield
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"alive": True})
-
-    async def readyz(request: Request) -> Response:
-        manager: TokenManager = request.app.state.tokens
+    async def _readyz(self, request: Request) -> Response:
+        assert self._upstream is not None  # noqa: S101 - set by the lifespan
+        manager = self._upstream.tokens
         try:
             await manager.token()
         except TokenError as exc:
@@ -105,42 +128,17 @@ def create_proxy_app(
         status = manager.status()
         return JSONResponse({"ready": True, "expires_in_seconds": status.expires_in_seconds})
 
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def proxied(request: Request) -> Response:
-        state = request.app.state
-        try:
-            await _authenticate(request, state.authenticator)
-            response = await forward(
-                request,
-                state.client,
-                state.tokens,
-                upstream,
-                replay_limit_bytes=config.proxy.replay_limit_bytes,
-                metrics=metrics,
-            )
-        except LlamaEntraError as exc:
-            response = _answer(exc)
-        metrics.requests.labels(str(response.status_code)).inc()
-        return response
-
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-            Route("/{path:path}", proxied, methods=_METHODS),
-        ],
-        lifespan=lifespan,
-    )
+    async def _metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _authenticate(request: Request, authenticator: Authenticator) -> None:
-    if authenticator.module == "noop":
-        return
-    principal = await authenticator.authenticate(request)
-    authenticator.authorize(principal, "chat")
+def create_proxy_app(config: LlamaEntraConfig, *, tokens: TokenManager | None = None) -> ProxyApp:
+    """The proxy for ``config`` (``proxy.upstream`` and ``azure_entra_id`` are required)."""
+    return ProxyApp(config, tokens)
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"alive": True})
 
 
 def _error(

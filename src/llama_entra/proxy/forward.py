@@ -1,146 +1,227 @@
 """Forward one request to Azure OpenAI with an Entra token, streaming both ways.
 
-Hop-by-hop headers (RFC 9110 section 7.6.1, and any the ``Connection`` header names) are not
-forwarded; the caller's ``api-key`` and ``Authorization`` never leave the proxy. Response
-bodies pass through as raw bytes (``aiter_raw``), so gzip stays gzip and SSE chunks arrive as
-the upstream sends them. A request body up to ``replay_limit_bytes`` is buffered, which lets an
-upstream 401 be retried once with a fresh token; larger bodies stream up without a retry.
+A plain ASGI function, not a Starlette endpoint: every request pays for each layer, and the
+proxy's budget is well under a millisecond. Hop-by-hop headers (RFC 9110 section 7.6.1, and
+any the ``Connection`` header names) are not forwarded; the caller's ``api-key`` and
+``Authorization`` never leave the proxy. Response bodies pass through as raw bytes, so gzip
+stays gzip and SSE chunks go out as the upstream sends them. A request body up to
+``replay_limit_bytes`` is buffered, which lets an upstream 401 be retried once with a fresh
+token; larger bodies stream up without a retry. A caller that hangs up mid-stream stops the
+relay and frees the upstream connection at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 
-import httpx
+import aiohttp
+import yarl
 from pydantic import SecretStr
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from llama_entra.entra import TokenManager
 from llama_entra.errors import UpstreamError, UpstreamUnavailableError
 from llama_entra.proxy.metrics import ProxyMetrics
+from llama_entra.proxy.upstream import upstream_url
 
-__all__ = ["HOP_BY_HOP", "forward", "upstream_url"]
+__all__ = ["HOP_BY_HOP", "Upstream", "forward"]
 
 logger = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
     }
 )
-_NEVER_FORWARDED = HOP_BY_HOP | {"host", "content-length", "api-key", "authorization"}
+_NEVER_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"api-key", b"authorization"}
 
 
-def upstream_url(upstream: httpx.URL, path: str, query: bytes) -> httpx.URL:
-    """Where a request for ``path`` goes.
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Everything ``forward`` needs that lives as long as the app."""
 
-    Paths under ``/openai/`` (what Azure SDKs send) go to the upstream's origin as they are;
-    any other path is relative to the upstream base (what OpenAI SDKs with ``base_url`` send).
-    """
-    if path.startswith("/openai/"):
-        target = upstream.copy_with(path=path)
-    else:
-        target = upstream.copy_with(path=upstream.path.rstrip("/") + path)
-    return target.copy_with(query=query or None)
+    session: aiohttp.ClientSession
+    tokens: TokenManager
+    url: yarl.URL
+    replay_limit_bytes: int
+    metrics: ProxyMetrics
 
 
-def _request_headers(headers: Iterable[tuple[str, str]], connection: str) -> list[tuple[str, str]]:
-    named = {token.strip().lower() for token in connection.split(",") if token.strip()}
-    return [
-        (name, value)
+class ClientGoneError(Exception):
+    """The caller disconnected before its request body was read."""
+
+
+def _named_by_connection(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    return {
+        token.strip().lower()
         for name, value in headers
-        if name.lower() not in _NEVER_FORWARDED and name.lower() not in named
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+
+
+def _request_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    named = _named_by_connection(headers)
+    return [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in headers
+        if name not in _NEVER_FORWARDED and name not in named  # ASGI names are lower-case
     ]
 
 
-def _response_headers(response: httpx.Response) -> dict[str, str]:
-    named = {t.strip().lower() for t in response.headers.get("connection", "").split(",")}
-    return {
-        name: value
-        for name, value in response.headers.multi_items()
+def _response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    named = _named_by_connection(response.raw_headers)
+    return [
+        (name, value)
+        for name, value in response.raw_headers
         if name.lower() not in HOP_BY_HOP and name.lower() not in named
-    }
+    ]
 
 
-async def forward(
-    request: Request,
-    client: httpx.AsyncClient,
-    tokens: TokenManager,
-    upstream: httpx.URL,
-    *,
-    replay_limit_bytes: int,
-    metrics: ProxyMetrics,
-) -> Response:
-    """Send ``request`` upstream with a fresh-enough token and stream the answer back."""
-    url = upstream_url(upstream, request.url.path, request.scope.get("query_string", b""))
-    headers = _request_headers(request.headers.items(), request.headers.get("connection", ""))
-    declared = request.headers.get("content-length", "")
-    chunked = "transfer-encoding" in request.headers
-    size = int(declared) if declared.isdigit() else (None if chunked else 0)
-    replayable = size is not None and size <= replay_limit_bytes
-    body: bytes | AsyncIterator[bytes]
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _body_stream(receive: Receive, read: asyncio.Event) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            read.set()
+            return
+
+
+async def forward(scope: Scope, receive: Receive, send: Send, upstream: Upstream) -> int:
+    """Send the request of ``scope`` upstream with an Entra token and stream the answer back.
+
+    Returns the status sent to the caller. Raises ``UpstreamError`` (502),
+    ``UpstreamUnavailableError`` (504), ``TokenError`` or ``ClientGoneError`` before anything
+    was sent; after the status line, an upstream failure just ends the body early.
+    """
+    url = upstream_url(
+        upstream.url, scope.get("raw_path") or scope["path"].encode(), scope["query_string"]
+    )
+    raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+    headers = _request_headers(raw_headers)
+    found = dict(raw_headers)
+    declared = found.get(b"content-length", b"").decode("latin-1")
+    size = int(declared) if declared.isdigit() else (None if b"transfer-encoding" in found else 0)
+    replayable = size is not None and size <= upstream.replay_limit_bytes
+    body_read = asyncio.Event()
+    body: bytes | AsyncIterator[bytes] | None
     if replayable:
-        body = await request.body()
-        metrics.bytes.labels("upstream").inc(len(body))
+        body = await _body(receive) or None
+        body_read.set()
+        upstream.metrics.bytes.labels("upstream").inc(len(body or b""))
     else:
-        body = metrics.count(request.stream(), "upstream")
+        body = upstream.metrics.count(_body_stream(receive, body_read), "upstream")
     if declared.isdigit():
         headers.append(("content-length", declared))
 
-    token = await tokens.token()
-    response = await _send(client, request.method, url, headers, body, token)
-    if response.status_code == 401 and replayable:
-        await response.aclose()
+    method: str = scope["method"]
+    token = await upstream.tokens.token()
+    response = await _send(upstream.session, method, url, headers, body, token)
+    if response.status == 401 and replayable:
+        response.release()
         logger.info("upstream answered 401; retrying once with a fresh Entra ID token")
-        metrics.unauthorized_retries.inc()
-        tokens.invalidate(token)
-        token = await tokens.token()
-        response = await _send(client, request.method, url, headers, body, token)
-    return StreamingResponse(
-        metrics.count(_relay(response), "downstream"),
-        status_code=response.status_code,
-        headers=_response_headers(response),
-        background=BackgroundTask(response.aclose),
-    )
+        upstream.metrics.unauthorized_retries.inc()
+        upstream.tokens.invalidate(token)
+        token = await upstream.tokens.token()
+        response = await _send(upstream.session, method, url, headers, body, token)
+    try:
+        await _relay(response, receive, send, body_read, upstream.metrics)
+    finally:
+        response.release()
+    return response.status
 
 
 async def _send(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     method: str,
-    url: httpx.URL,
+    url: yarl.URL,
     headers: list[tuple[str, str]],
-    body: bytes | AsyncIterator[bytes],
+    body: bytes | AsyncIterator[bytes] | None,
     token: SecretStr,
-) -> httpx.Response:
-    outgoing = client.build_request(
-        method,
-        url,
-        headers=[*headers, ("authorization", f"Bearer {token.get_secret_value()}")],
-        content=body,
-    )
+) -> aiohttp.ClientResponse:
+    outgoing = [*headers, ("Authorization", f"Bearer {token.get_secret_value()}")]
     try:
-        return await client.send(outgoing, stream=True)
-    except httpx.TimeoutException as exc:
+        return await session.request(
+            method, url, headers=outgoing, data=body, allow_redirects=False
+        )
+    except TimeoutError as exc:
         raise UpstreamUnavailableError(f"Azure OpenAI did not answer in time ({url.host})") from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise UpstreamError(f"Azure OpenAI is unreachable ({url.host})", status=502) from exc
 
 
-async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(
+    response: aiohttp.ClientResponse,
+    receive: Receive,
+    send: Send,
+    body_read: asyncio.Event,
+    metrics: ProxyMetrics,
+) -> None:
+    """Stream ``response`` to the caller until it ends or the caller hangs up."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": _response_headers(response),
+        }
+    )
+    sent = metrics.bytes.labels("downstream")
+    relaying = asyncio.current_task()
+    assert relaying is not None  # noqa: S101 - always inside a task under an ASGI server
+    hung_up = False
+
+    def stop_if_hung_up(watch: asyncio.Future[Message]) -> None:
+        # uvicorn drops writes to a closed connection without an error, so the only sign of a
+        # caller that went away is ``http.disconnect`` from ``receive``.
+        nonlocal hung_up
+        if not watch.cancelled() and watch.exception() is None:
+            hung_up = watch.result()["type"] == "http.disconnect"
+            if hung_up:
+                relaying.cancel()
+
+    watch: asyncio.Future[Message] | None = None
     try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    except httpx.TransportError as exc:
+        async for chunk in response.content.iter_any():
+            if watch is None and body_read.is_set():  # ``receive`` is free once the body is in
+                watch = asyncio.ensure_future(receive())
+                watch.add_done_callback(stop_if_hung_up)
+            sent.inc(len(chunk))
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if watch is not None:
+            watch.remove_done_callback(stop_if_hung_up)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not hung_up:
+            raise
+        relaying.uncancel()
+        logger.info("caller disconnected mid-response; upstream stream closed")
+    except (aiohttp.ClientError, TimeoutError) as exc:
         # The status line is already sent: all that is left is to end the stream early.
         logger.warning("upstream stream broke: %s", type(exc).__name__)
+    finally:
+        if watch is not None:
+            watch.cancel()
