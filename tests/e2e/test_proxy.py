@@ -115,6 +115,30 @@ def test_proxy_streams_chunks_as_the_upstream_produces_them(
     assert arrivals[-1] - arrivals[1] > 0.8
 
 
+def test_proxy_caller_hanging_up_mid_stream_ends_the_relay_at_once(
+    proxy: ProxyFactory, fresh_emulator: EmulatorHandle
+) -> None:
+    fresh_emulator.set_stream_delay(0.5)
+    words = " ".join(f"w{n}" for n in range(30))  # about 16 s to stream in full
+    body = {
+        "model": fresh_emulator.model,
+        "messages": [{"role": "user", "content": words}],
+        "stream": True,
+    }
+    with proxy() as url:
+        with httpx.stream("POST", f"{url}/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            next(response.iter_raw())
+        hung_up = time.monotonic()
+        deadline = hung_up + 5
+        while metric(url, "llama_entra_proxy_requests_total", status="200") < 1:
+            assert time.monotonic() < deadline, "the relay outlived its caller"
+            time.sleep(0.05)
+        relayed = metric(url, "llama_entra_proxy_bytes_total", direction="downstream")
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    assert relayed < 1000  # a few chunks, not the whole answer
+
+
 def test_proxy_gzip_response_passes_through_compressed(
     proxy: ProxyFactory, fresh_emulator: EmulatorHandle
 ) -> None:

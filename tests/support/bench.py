@@ -76,9 +76,9 @@ def report(benchmark: str, series: Sequence[Summary], results: dict[str, Any]) -
     (RESULTS / f"{benchmark}.json").write_text(json.dumps(document, indent=2) + "\n")
     lines = [f"\n== {benchmark} =="]
     if series:
-        lines.append(f"{'series':<40} {'n':>6} {'median ms':>10} {'p95 ms':>10} {'p99 ms':>10}")
+        lines.append(f"{'series':<48} {'n':>6} {'median ms':>10} {'p95 ms':>10} {'p99 ms':>10}")
         lines += [
-            f"{s.name:<40} {s.count:>6} {s.median_ms:>10.3f} {s.p95_ms:>10.3f} {s.p99_ms:>10.3f}"
+            f"{s.name:<48} {s.count:>6} {s.median_ms:>10.3f} {s.p95_ms:>10.3f} {s.p99_ms:>10.3f}"
             for s in series
         ]
     lines += [f"{key}: {value}" for key, value in results.items()]

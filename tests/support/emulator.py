@@ -77,6 +77,10 @@ class EmulatorHandle:
         """Pause before each streamed chunk."""
         self._post("/faults", {"stream_delay": seconds})
 
+    def set_first_chunk_delay(self, seconds: float) -> None:
+        """Pause before the first streamed chunk, as a model does before its first token."""
+        self._post("/faults", {"first_chunk_delay": seconds})
+
     def revoke_all_tokens(self) -> None:
         """Every token issued so far is rejected by Azure OpenAI from now on."""
         self._post("/revoke")

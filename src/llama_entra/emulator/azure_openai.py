@@ -177,6 +177,8 @@ async def _stream(
         }
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
+    if state.faults.first_chunk_delay:  # a model's time to first token
+        await asyncio.sleep(state.faults.first_chunk_delay)
     yield chunk({"role": "assistant", "content": ""})
     for index, word in enumerate(words):
         if state.faults.stream_delay:

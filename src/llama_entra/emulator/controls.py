@@ -31,6 +31,7 @@ class FaultsRequest(_Body):
     delay_seconds: float | None = Field(None, ge=0, le=600)
     entra_down: bool | None = None
     stream_delay: float | None = Field(None, ge=0, le=60)
+    first_chunk_delay: float | None = Field(None, ge=0, le=60)
 
 
 class LifetimeRequest(_Body):

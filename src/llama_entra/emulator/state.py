@@ -53,6 +53,7 @@ class Faults:
     delay_seconds: float = 0.0
     entra_down: bool = False
     stream_delay: float = 0.0
+    first_chunk_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
