@@ -1,4 +1,9 @@
-"""Logging set-up for the commands: plain text or one JSON object per line."""
+"""Logging set-up for the commands: plain text or one JSON object per line.
+
+Every record logged while a request is handled carries that request's id (``request_id``,
+the value of its ``X-Request-ID`` response header), so all lines of one request can be found
+together; the middleware sets it with ``bind_request_id``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,38 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
 
-__all__ = ["JsonFormatter", "configure_logging", "preserved_logging"]
+__all__ = [
+    "JsonFormatter",
+    "RequestIdFilter",
+    "bind_request_id",
+    "configure_logging",
+    "preserved_logging",
+]
+
+_request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+@contextmanager
+def bind_request_id(request_id: str) -> Iterator[None]:
+    """Records logged inside the block (and tasks it starts) carry ``request_id``."""
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` ("-" outside a request); drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
+        return True
+
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -33,10 +67,13 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
     """Route every logger to stderr at ``level`` in the chosen format."""
     handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -170,22 +170,24 @@ def test_bench_memory_idle_and_after_many_requests(
 
         assert asyncio.run(load(200)) == 0  # warm: every code path and pool in use
         idle = process.memory_info().rss
-        first = MEMORY_REQUESTS // 5
-        assert asyncio.run(load(first)) == 0
-        after_fifth = process.memory_info().rss
-        assert asyncio.run(load(MEMORY_REQUESTS - first)) == 0
-        after_all = process.memory_info().rss
+        step = MEMORY_REQUESTS // 5
+        checkpoints: list[int] = []
+        for _ in range(5):
+            assert asyncio.run(load(step)) == 0
+            checkpoints.append(process.memory_info().rss)
     mib = 1024 * 1024
-    growth = (after_all - after_fifth) / mib
+    growth = (checkpoints[-1] - checkpoints[0]) / mib
     report(
         "memory",
         [],
         {
             "requests": MEMORY_REQUESTS,
             "rss_idle_mib": round(idle / mib, 1),
-            f"rss_after_{first}_mib": round(after_fifth / mib, 1),
-            f"rss_after_{MEMORY_REQUESTS}_mib": round(after_all / mib, 1),
+            "rss_every_fifth_mib": [round(rss / mib, 1) for rss in checkpoints],
             "growth_over_last_80_percent_mib": round(growth, 1),
+            "growth_per_1000_requests_over_last_40_percent_mib": round(
+                (checkpoints[-1] - checkpoints[2]) / mib / (2 * step / 1000), 2
+            ),
             "goal": "no growth beyond noise (< 5 MiB over the last 80 %)",
             "goal_met": growth < 5,
         },

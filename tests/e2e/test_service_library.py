@@ -109,6 +109,21 @@ def test_oversized_body_is_413(service: ServiceHandle) -> None:
     assert "limit" in response.json()["detail"]["cause"]
 
 
+def test_request_id_is_echoed_or_made_and_found_in_the_access_log(
+    service: ServiceHandle,
+) -> None:
+    mine = httpx.get(f"{service.url}/v1/models", headers={"X-Request-ID": "trace-4711"})
+    unsafe = httpx.get(f"{service.url}/v1/models", headers={"X-Request-ID": "bad id! forged"})
+    made = unsafe.headers["x-request-id"]
+    assert mine.headers["x-request-id"] == "trace-4711"
+    assert made != "bad id! forged" and len(made) == 32
+    deadline = time.monotonic() + 5  # the access log is written after the response
+    while "request_id=trace-4711" not in service.logs() or made not in service.logs():
+        assert time.monotonic() < deadline, service.logs()[-2000:]
+        time.sleep(0.05)
+    assert "forged" not in service.logs()
+
+
 def test_streaming_query_relays_tokens_as_they_arrive(
     service: ServiceHandle, fresh_emulator: EmulatorHandle
 ) -> None:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llama_entra.app.errors import error_body
 from llama_entra.app.metrics import ServiceMetrics
+from llama_entra.logs import bind_request_id
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -76,9 +77,10 @@ class RequestContextMiddleware:
             declared = 0
         self.metrics.in_progress.inc()
         try:
-            if declared > self.max_body_bytes:
-                raise _BodyTooLargeError
-            await self.app(scope, counted_receive, send_with_id)
+            with bind_request_id(request_id):
+                if declared > self.max_body_bytes:
+                    raise _BodyTooLargeError
+                await self.app(scope, counted_receive, send_with_id)
         except _BodyTooLargeError:
             if response_started:
                 raise
@@ -88,6 +90,7 @@ class RequestContextMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
             self.metrics.observe(route, scope["method"], status, elapsed)
+            principal = state.get("principal", "-")
             access_log.info(
                 '%s "%s %s" %d %.1fms principal=%s request_id=%s',
                 _client(scope),
@@ -95,8 +98,16 @@ class RequestContextMiddleware:
                 scope["path"],
                 status,
                 elapsed * 1000,
-                state.get("principal", "-"),
+                principal,
                 request_id,
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "principal": principal,
+                },
             )
 
     async def _too_large(self, send: Send) -> None:
