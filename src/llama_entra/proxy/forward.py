@@ -44,7 +44,14 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_NEVER_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"api-key", b"authorization"}
+# ``expect``: the caller's ``100-continue`` was answered by our server already.
+_NEVER_FORWARDED = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"expect",
+    b"api-key",
+    b"authorization",
+}
 
 
 @dataclass(frozen=True, slots=True)

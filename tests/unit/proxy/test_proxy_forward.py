@@ -110,6 +110,7 @@ def test_proxy_strips_caller_credentials_and_hop_by_hop_headers() -> None:
                 "Authorization": "Bearer caller",
                 "Connection": "X-Private",
                 "X-Private": "drop me",
+                "Expect": "100-continue",
                 "X-Kept": "keep me",
             },
         )
@@ -120,6 +121,7 @@ def test_proxy_strips_caller_credentials_and_hop_by_hop_headers() -> None:
     assert sent.raw_path == b"/openai/v1/chat/completions"
     assert sent.headers["authorization"] == "Bearer token-1"
     assert "api-key" not in sent.headers and "x-private" not in sent.headers
+    assert "expect" not in sent.headers
     assert sent.headers["x-kept"] == "keep me"
     assert sent.body == b'{"x":1}'
 
