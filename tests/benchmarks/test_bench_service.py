@@ -20,7 +20,9 @@ from support.emulator import EmulatorHandle
 from support.service import ServiceHandle, service_config, stack_environment, start_service
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
-MEMORY_REQUESTS = int(os.environ.get("BENCH_MEMORY_REQUESTS", "10000"))
+# Llama Stack's native caches (below Python: its Python heap stays flat, tracemalloc shows)
+# fill over the first ~8,000 requests; the second half shows whether anything still grows.
+MEMORY_REQUESTS = int(os.environ.get("BENCH_MEMORY_REQUESTS", "20000"))
 
 
 @contextmanager
@@ -146,7 +148,7 @@ def test_bench_start_up_with_entra_unreachable_vs_reachable(
 def test_bench_memory_idle_and_after_many_requests(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
-    """RSS of the service idle, after a fifth of the requests, and after all of them."""
+    """RSS of the service idle and every tenth of the requests; growth over the second half."""
     body = {"model": f"azure/{emulator.model}", "messages": [{"role": "user", "content": "m"}]}
     with _service(emulator, tmp_path / "memory") as service:
         process = psutil.Process(service.process.pid)
@@ -170,25 +172,25 @@ def test_bench_memory_idle_and_after_many_requests(
 
         assert asyncio.run(load(200)) == 0  # warm: every code path and pool in use
         idle = process.memory_info().rss
-        step = MEMORY_REQUESTS // 5
+        step = MEMORY_REQUESTS // 10
         checkpoints: list[int] = []
-        for _ in range(5):
+        for _ in range(10):
             assert asyncio.run(load(step)) == 0
             checkpoints.append(process.memory_info().rss)
     mib = 1024 * 1024
-    growth = (checkpoints[-1] - checkpoints[0]) / mib
+    half = MEMORY_REQUESTS // 2
+    growth = (checkpoints[-1] - checkpoints[4]) / mib
     report(
         "memory",
         [],
         {
             "requests": MEMORY_REQUESTS,
             "rss_idle_mib": round(idle / mib, 1),
-            "rss_every_fifth_mib": [round(rss / mib, 1) for rss in checkpoints],
-            "growth_over_last_80_percent_mib": round(growth, 1),
-            "growth_per_1000_requests_over_last_40_percent_mib": round(
-                (checkpoints[-1] - checkpoints[2]) / mib / (2 * step / 1000), 2
-            ),
-            "goal": "no growth beyond noise (< 5 MiB over the last 80 %)",
+            f"rss_every_{step}_mib": [round(rss / mib, 1) for rss in checkpoints],
+            f"rss_after_{half}_mib": round(checkpoints[4] / mib, 1),
+            f"rss_after_{MEMORY_REQUESTS}_mib": round(checkpoints[-1] / mib, 1),
+            "growth_over_second_half_mib": round(growth, 1),
+            "goal": "no growth beyond noise once warm (< 5 MiB over the second half)",
             "goal_met": growth < 5,
         },
     )
