@@ -85,7 +85,7 @@ class ProxyApp:
         except ClientGoneError:
             return _CLIENT_CLOSED
         except UnicodeDecodeError:
-            response = _error(400, "Bad request", "the path must be ASCII (percent-encoded)")
+            response = _error(400, "Bad request", "path and query must be ASCII (percent-encoded)")
         except LlamaEntraError as exc:
             response = _answer(exc)
         await response(scope, receive, send)
