@@ -137,9 +137,10 @@ async def forward(scope: Scope, receive: Receive, send: Send, upstream: Upstream
     body_read = asyncio.Event()
     body: bytes | AsyncIterator[bytes] | None
     if replayable:
-        body = await _body(receive) or None
+        received = await _body(receive)
         body_read.set()
-        upstream.metrics.bytes.labels("upstream").inc(len(body or b""))
+        upstream.metrics.bytes.labels("upstream").inc(len(received))
+        body = received or None  # no body at all rather than an empty one
     else:
         body = upstream.metrics.count(_body_stream(receive, body_read), "upstream")
     if declared.isdigit():
