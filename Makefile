@@ -7,8 +7,14 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 # Python 3.12: pyenv's on machines that have it, else uv's own lookup.
 PYENV_PY312 := $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12
 export UV_PYTHON ?= $(if $(wildcard $(PYENV_PY312)),$(PYENV_PY312),3.12)
-export UV_PROJECT_ENVIRONMENT ?= .venv
-VENV := .venv/.installed
+# BACKEND=llama-stack (llama-stack 0.7.3, in .venv) or BACKEND=ogx (OGX 1.5, in .venv-ogx).
+BACKEND ?= llama-stack
+ifeq ($(filter $(BACKEND),llama-stack ogx),)
+$(error BACKEND must be llama-stack or ogx, not '$(BACKEND)')
+endif
+VENV_DIR := $(if $(filter ogx,$(BACKEND)),.venv-ogx,.venv)
+export UV_PROJECT_ENVIRONMENT := $(VENV_DIR)
+VENV := $(VENV_DIR)/.installed
 RUN := $(UV) run --frozen --no-sync
 
 CONFIG ?= run-configs/llama-entra-azure.yaml
@@ -23,11 +29,11 @@ help: ## list the targets
 $(VENV): pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra $(BACKEND)
 	@touch $@
 
 .PHONY: install
-install: $(VENV) ## create .venv from uv.lock (installs uv with pip if missing)
+install: $(VENV) ## create the venv from uv.lock (.venv; .venv-ogx with BACKEND=ogx)
 
 .PHONY: run
 run: $(VENV) ## run the service against real Azure (CONFIG=..., env vars in README)
@@ -81,5 +87,5 @@ bench: $(VENV) ## benchmarks against the emulator; results in bench-results/
 
 .PHONY: clean
 clean: ## remove the venv, caches and local state
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .llama-entra bench-results
+	rm -rf .venv .venv-ogx .pytest_cache .mypy_cache .ruff_cache .llama-entra bench-results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Start a Llama Stack server whose Azure providers need no credential at start-up.
 #
-#   llama-stack-entrypoint.sh SERVICE_CONFIG|--entra RUN_CONFIG [llama stack run options...]
+#   llama-stack-entrypoint.sh SERVICE_CONFIG|--entra RUN_CONFIG [server options...]
 #
 # Enriches RUN_CONFIG (SERVICE_CONFIG decides whether Entra ID is used; --entra says so without
 # a service config, so the server needs no Entra secret at all) into a private temporary file,
-# makes tiktoken's encoding available offline, then execs `llama stack run` on the result.
+# makes tiktoken's encoding available offline, then execs the installed backend's server on the
+# result: `llama stack run` (llama-stack 0.7.3) or `ogx run --insecure` (OGX), with JSON logs.
 # If enrichment fails it exits non-zero with the message: the unenriched config never starts.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 SERVICE_CONFIG|--entra RUN_CONFIG [llama stack run options...]" >&2
+  echo "usage: $0 SERVICE_CONFIG|--entra RUN_CONFIG [server options...]" >&2
   exit 2
 fi
 source_arg=$1
@@ -33,4 +34,4 @@ if [[ -z "${TIKTOKEN_CACHE_DIR:-}" ]]; then
 fi
 python -c 'import os; from llama_entra.enrich import ensure_tiktoken_cache; ensure_tiktoken_cache(os.environ["TIKTOKEN_CACHE_DIR"])'
 
-exec llama stack run "$enriched" "$@"
+exec python -m llama_entra.backends "$enriched" "$@"

@@ -108,8 +108,10 @@ class LlamaStackConfig(StrictModel):
     api_key: SecretStr | None = Field(
         None, description="Service mode: bearer token for a protected Llama Stack server."
     )
-    provider_data_header: str = Field(
-        "X-LlamaStack-Provider-Data", description="Header carrying per-request provider data."
+    provider_data_header: str | None = Field(
+        None,
+        description="Header carrying per-request provider data; default: the installed "
+        "backend's (X-LlamaStack-Provider-Data for llama-stack, X-OGX-Provider-Data for OGX).",
     )
     provider_data: dict[str, Any] = Field(
         default_factory=dict,

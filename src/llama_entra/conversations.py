@@ -7,56 +7,25 @@ conversation can be continued through the Responses API.
 
 from __future__ import annotations
 
-from typing import Any
+from llama_entra.backends import StackClient
 
-from llama_stack_client import AsyncLlamaStackClient
-
-from llama_entra.upstream import translate_stack_error
-
-__all__ = ["create_conversation", "load_history", "record_turn"]
+__all__ = ["load_history", "record_turn"]
 
 
-async def create_conversation(client: AsyncLlamaStackClient) -> str:
-    """A new, empty conversation; returns its id."""
-    try:
-        conversation = await client.conversations.create()
-    except Exception as exc:
-        raise translate_stack_error(exc) from exc
-    return str(conversation.id)
-
-
-async def load_history(client: AsyncLlamaStackClient, conversation_id: str) -> list[dict[str, str]]:
+async def load_history(client: StackClient, conversation_id: str) -> list[dict[str, str]]:
     """The conversation's messages, oldest first, as chat messages (404 if unknown)."""
-    messages: list[dict[str, str]] = []
-    try:
-        async for item in client.conversations.items.list(conversation_id, order="asc"):
-            if getattr(item, "type", None) != "message":
-                continue
-            role = str(getattr(item, "role", ""))
-            if role in ("user", "assistant", "system", "developer"):
-                messages.append({"role": role, "content": _text(getattr(item, "content", ""))})
-    except Exception as exc:
-        raise translate_stack_error(exc) from exc
-    return messages
+    messages = await client.conversation_messages(conversation_id)
+    return [{"role": message.role, "content": message.text} for message in messages]
 
 
 async def record_turn(
-    client: AsyncLlamaStackClient, conversation_id: str, question: str, answer: str
+    client: StackClient, conversation_id: str, question: str, answer: str
 ) -> None:
-    """Append the user's question and the model's answer to the conversation."""
-    items: list[Any] = [
-        {"type": "message", "role": "user", "content": question},
-        {"type": "message", "role": "assistant", "content": answer},
-    ]
-    try:
-        await client.conversations.items.create(conversation_id, items=items)
-    except Exception as exc:
-        raise translate_stack_error(exc) from exc
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(getattr(part, "text", "") or "") for part in content)
-    return ""
+    """Append the user's question and the model's answer to the conversation (one call)."""
+    await client.add_conversation_items(
+        conversation_id,
+        [
+            {"type": "message", "role": "user", "content": question},
+            {"type": "message", "role": "assistant", "content": answer},
+        ],
+    )

@@ -90,6 +90,7 @@ def enrich_run_config(
     """
     enriched = copy.deepcopy(run_config)
     notes: list[str] = []
+    _serve_conversations(enriched, notes)
     if not entra:
         return enriched, notes
     azure_ids: set[str] = set()
@@ -116,6 +117,18 @@ def enrich_run_config(
             model["model_validation"] = False
             notes.append(f"set model_validation: false on model {model.get('model_id')}")
     return enriched, notes
+
+
+def _serve_conversations(run_config: dict[str, Any], notes: list[str]) -> None:
+    """Add ``conversations`` to an explicit ``apis`` list: ``/v1/query`` keeps turns there.
+
+    llama-stack 0.7.3 serves conversations whatever ``apis`` says; OGX serves exactly the
+    listed APIs (conversations only along with ``responses``).
+    """
+    apis = run_config.get("apis")
+    if isinstance(apis, list) and "conversations" not in apis:
+        apis.append("conversations")
+        notes.append("added conversations to apis: llama-entra keeps query history there")
 
 
 def _registered_models(run_config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   └── TokenRejectedError     Entra ID answered and refused (wrong secret, unknown client)
     ├── UpstreamError             Llama Stack or Azure OpenAI failed   -> 502 (or its status)
     │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
+    │   │   └── UpstreamConnectionError  the connection failed or was dropped mid-call
     │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
     ├── NotFoundError             unknown model or conversation      -> 404
     └── AuthError                 an inbound caller is not let in
@@ -39,6 +40,7 @@ __all__ = [
     "TokenUnavailableError",
     "UnauthenticatedError",
     "UpstreamAuthError",
+    "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamUnavailableError",
 ]
@@ -81,7 +83,8 @@ class TokenRejectedError(TokenError):
 class UpstreamError(LlamaEntraError):
     """Llama Stack or Azure OpenAI answered with an error.
 
-    ``status`` is the upstream HTTP status when there was one.
+    ``status`` is the upstream HTTP status when there was one (401 included: the client holder
+    retries an Azure 401 once with a fresh token; ``llama_entra.app`` decides what callers see).
     """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
@@ -92,6 +95,14 @@ class UpstreamError(LlamaEntraError):
 
 class UpstreamUnavailableError(UpstreamError):
     """Llama Stack (or the upstream of the proxy) could not be reached in time."""
+
+
+class UpstreamConnectionError(UpstreamUnavailableError):
+    """The connection to Llama Stack failed, or the server dropped it mid-call.
+
+    A Llama Stack 0.7.3 server drops a streaming call whose upstream answered 401, so for a
+    stream this may be Azure refusing the token.
+    """
 
 
 class UpstreamAuthError(UpstreamError):

@@ -15,13 +15,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Any
 
-from llama_stack_client import AsyncLlamaStackClient
 from pydantic import SecretStr
 
+from llama_entra.backends import StackClient
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager
-from llama_entra.errors import NotFoundError, UpstreamAuthError
-from llama_entra.upstream import is_azure_unauthorized, translate_stack_error
+from llama_entra.errors import (
+    LlamaEntraError,
+    NotFoundError,
+    UpstreamAuthError,
+    UpstreamConnectionError,
+    UpstreamError,
+)
 
 __all__ = ["AZURE_PROVIDER_TYPE", "ClientHolder", "ModelInfo"]
 
@@ -29,6 +34,7 @@ AZURE_PROVIDER_TYPE = "remote::azure"
 logger = logging.getLogger(__name__)
 
 Headers = dict[str, str]
+JSON = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +54,17 @@ class ClientHolder:
     def __init__(
         self,
         config: LlamaEntraConfig,
-        client: AsyncLlamaStackClient,
+        client: StackClient,
         tokens: TokenManager | None,
         *,
         mode: str,
     ) -> None:
         self.config = config
         self.client = client
+        self.backend = client.backend
         self.tokens = tokens
         self.mode = mode
+        self.header = config.llama_stack.provider_data_header or self.backend.provider_data_header
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
@@ -70,16 +78,13 @@ class ClientHolder:
         """
         if self._azure_bases is not None:
             return self._azure_bases
-        try:
-            providers = await self.client.providers.list()
-        except Exception as exc:
-            raise translate_stack_error(exc) from exc
+        providers = await self.client.list_providers()
         override = self.config.azure_entra_id.api_base if self.config.azure_entra_id else None
         found: dict[str, str] = {}
         for provider in providers:
             if provider.provider_type != AZURE_PROVIDER_TYPE:
                 continue
-            base = override or str((provider.config or {}).get("base_url") or "")
+            base = override or str(provider.config.get("base_url") or "")
             if base:
                 found[provider.provider_id] = base
             else:
@@ -93,29 +98,20 @@ class ClientHolder:
 
     async def check_reachable(self, seconds: float) -> None:
         """Raise ``UpstreamUnavailableError`` unless Llama Stack answers within ``seconds``."""
-        if self.mode == "library":
-            return  # in-process: it is up once the holder exists
-        try:
-            await self.client.with_options(timeout=seconds, max_retries=0).inspect.health()
-        except Exception as exc:
-            raise translate_stack_error(exc) from exc
+        await self.client.check_health(seconds)
 
     async def models(self) -> list[ModelInfo]:
         """Every model Llama Stack lists (no Azure call: model refresh is off)."""
         bases = await self.azure_bases()
-        try:
-            listed = await self.client.models.list()
-        except Exception as exc:
-            raise translate_stack_error(exc) from exc
         models = [
             ModelInfo(
                 id=model.id,
-                provider_id=_provider_of(model),
-                provider_resource_id=_resource_of(model),
-                model_type=_type_of(model),
-                azure=_provider_of(model) in bases,
+                provider_id=model.provider_id,
+                provider_resource_id=model.provider_resource_id,
+                model_type=model.model_type,
+                azure=model.provider_id in bases,
             )
-            for model in listed
+            for model in await self.client.list_models()
         ]
         self._models = {model.id: model for model in models}
         return models
@@ -161,7 +157,19 @@ class ClientHolder:
             data["azure_api_base"] = bases[model.provider_id]
         if not data:
             return {}
-        return {self.config.llama_stack.provider_data_header: json.dumps(data)}
+        return {self.header: json.dumps(data)}
+
+    async def chat(self, model: ModelInfo, params: JSON) -> JSON:
+        """A chat completion from ``model`` (``params`` as OpenAI's body)."""
+        params = params | {"model": model.id}
+        return await self.call(model, lambda headers: self.client.chat_completion(params, headers))
+
+    def chat_stream(self, model: ModelInfo, params: JSON) -> AsyncGenerator[JSON, None]:
+        """A streamed chat completion from ``model``: its chunks as they arrive."""
+        params = params | {"model": model.id}
+        return self.stream(
+            model, lambda headers: self.client.chat_completion_stream(params, headers)
+        )
 
     async def call[T](
         self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[T]]
@@ -170,15 +178,15 @@ class ClientHolder:
         headers = await self.headers_for(model)
         try:
             return await operation(headers)
-        except Exception as exc:
+        except LlamaEntraError as exc:
             if not self._should_retry(model, exc):
-                raise translate_stack_error(exc) from exc
+                raise
             rejected = self._token_in(headers)
         self._invalidate(rejected)
         headers = await self.headers_for(model)
         try:
             return await operation(headers)
-        except Exception as exc:
+        except LlamaEntraError as exc:
             raise self._after_retry(exc) from exc
 
     async def stream[T](
@@ -195,9 +203,9 @@ class ClientHolder:
             first = await anext(aiter(stream))
         except StopAsyncIteration:
             return
-        except Exception as exc:
+        except LlamaEntraError as exc:
             if not self._should_retry(model, exc, streaming=True):
-                raise translate_stack_error(exc) from exc
+                raise
             self._invalidate(self._token_in(headers))
             headers = await self.headers_for(model)
             try:
@@ -205,33 +213,31 @@ class ClientHolder:
                 first = await anext(aiter(stream))
             except StopAsyncIteration:
                 return
-            except Exception as retry_exc:
+            except LlamaEntraError as retry_exc:
                 raise self._after_retry(retry_exc) from retry_exc
         yield first
-        try:
-            async for chunk in stream:
-                yield chunk
-        except Exception as exc:
-            raise translate_stack_error(exc) from exc
+        async for chunk in stream:
+            yield chunk
 
     def _should_retry(
-        self, model: ModelInfo | None, exc: Exception, *, streaming: bool = False
+        self, model: ModelInfo | None, exc: LlamaEntraError, *, streaming: bool = False
     ) -> bool:
         if model is None or not model.azure or self.tokens is None:
             return False
-        if is_azure_unauthorized(exc):
+        if _is_unauthorized(exc):
             return True
+        # A Llama Stack 0.7.3 server drops a stream whose upstream answered 401.
         dropped = streaming and self.mode == "service"
-        return dropped and type(exc).__name__ == "APIConnectionError"
+        return dropped and isinstance(exc, UpstreamConnectionError)
 
-    def _after_retry(self, exc: Exception) -> Exception:
-        if is_azure_unauthorized(exc):
+    def _after_retry(self, exc: LlamaEntraError) -> LlamaEntraError:
+        if _is_unauthorized(exc):
             return UpstreamAuthError(
                 "Azure OpenAI rejected a freshly issued Entra ID token: check that the identity "
                 "has the 'Cognitive Services OpenAI User' role on the resource",
                 status=502,
             )
-        return translate_stack_error(exc)
+        return exc
 
     def _invalidate(self, rejected: str | None) -> None:
         if self.tokens is None:
@@ -241,7 +247,7 @@ class ClientHolder:
         self.tokens.invalidate(SecretStr(rejected) if rejected else None)
 
     def _token_in(self, headers: Mapping[str, str]) -> str | None:
-        raw = headers.get(self.config.llama_stack.provider_data_header)
+        raw = headers.get(self.header)
         if raw is None:
             return None
         value = json.loads(raw).get("azure_api_key")
@@ -250,27 +256,18 @@ class ClientHolder:
     async def aclose(self) -> None:
         """Close the client (and shut the in-process stack down in library mode)."""
         try:
-            shutdown = getattr(self.client, "shutdown", None)
-            if shutdown is not None:  # library mode: stop the in-process stack's providers
-                await shutdown()
-            await self.client.close()
+            await self.client.aclose()
         except Exception:  # shutdown must go on
             logger.exception("closing the Llama Stack client failed")
 
 
-def _provider_of(model: Any) -> str:
-    metadata = getattr(model, "custom_metadata", None) or {}
-    return str(metadata.get("provider_id") or getattr(model, "owned_by", "") or "")
-
-
-def _resource_of(model: Any) -> str:
-    metadata = getattr(model, "custom_metadata", None) or {}
-    return str(metadata.get("provider_resource_id") or model.id.split("/", 1)[-1])
-
-
-def _type_of(model: Any) -> str:
-    metadata = getattr(model, "custom_metadata", None) or {}
-    return str(metadata.get("model_type") or "llm")
+def _is_unauthorized(exc: LlamaEntraError) -> bool:
+    """Azure (through Llama Stack) refused the token: worth one refresh and retry."""
+    return (
+        isinstance(exc, UpstreamError)
+        and not isinstance(exc, UpstreamAuthError)
+        and exc.status == 401
+    )
 
 
 def _label(name: str, provider: str | None) -> str:

@@ -1,49 +1,37 @@
-"""Translate what Llama Stack (library or server) and Azure raise into llama-entra's error tree.
+"""Translate what Llama Stack (either backend, library or server) raises into llama-entra errors.
 
-The client holder calls ``translate_stack_error`` at the one boundary where third-party errors
-enter, and ``is_azure_unauthorized`` to decide whether a failed call deserves one token refresh
-and retry. Library mode raises ``openai`` and ``llama_stack_api`` errors; service mode raises
-``llama_stack_client`` errors; both keep Azure's message, which never holds the token.
+Each backend maps its own client's exceptions (``llama_stack_client``, ``ogx_client``) to a
+status and a message, then calls ``upstream_error``; what both backends share (the ``openai``
+errors library mode raises for Azure, httpx transport errors, server errors that carry a
+``status_code``) is ``translate_common``. ``UpstreamError.status`` keeps the real status, so the
+client holder can tell an Azure 401 (worth one token refresh) from anything else.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
-import llama_stack_client
 import openai
 
 from llama_entra.errors import (
     LlamaEntraError,
     NotFoundError,
+    UpstreamConnectionError,
     UpstreamError,
     UpstreamUnavailableError,
 )
 
-__all__ = ["is_azure_unauthorized", "looks_like_azure_refusal", "translate_stack_error"]
+__all__ = [
+    "body_message",
+    "looks_like_azure_refusal",
+    "translate_common",
+    "upstream_error",
+]
 
 # The builtin Responses provider reports an Azure 401 as a 500 that keeps Azure's text.
 _AZURE_401_TEXT = re.compile(r"\b401\b|Unauthorized|Access denied", re.IGNORECASE)
-_PASSED_THROUGH = frozenset({400, 404, 409, 413, 422, 429})
-
-
-def _status(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    return int(status) if isinstance(status, int) else None
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, openai.APIStatusError | llama_stack_client.APIStatusError):
-        body = exc.body
-        if isinstance(body, dict):
-            error = body.get("error", body.get("detail"))
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                return str(error["message"])
-            if isinstance(error, str):
-                return error
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:500]
 
 
 def looks_like_azure_refusal(text: str) -> bool:
@@ -51,34 +39,46 @@ def looks_like_azure_refusal(text: str) -> bool:
     return bool(_AZURE_401_TEXT.search(text))
 
 
-def is_azure_unauthorized(exc: BaseException) -> bool:
-    """True when Azure (through Llama Stack) refused the token: worth one refresh and retry."""
-    if isinstance(exc, openai.AuthenticationError | llama_stack_client.AuthenticationError):
-        return True
-    if isinstance(exc, UpstreamError):
-        return exc.status == 401
-    status = _status(exc)
-    if status == 401:
-        return True
-    return status == 500 and looks_like_azure_refusal(str(exc))
+def body_message(body: Any) -> str | None:
+    """The message of an OpenAI-, FastAPI- or Llama Stack-shaped error body, if it has one."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error", body.get("detail"))
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return None
 
 
-def translate_stack_error(exc: BaseException) -> LlamaEntraError:
-    """The llama-entra error for an exception raised by a Llama Stack call."""
-    if isinstance(exc, LlamaEntraError):
-        return exc
-    if isinstance(exc, llama_stack_client.APIConnectionError | httpx.TransportError):
-        if isinstance(exc, llama_stack_client.APITimeoutError | httpx.TimeoutException):
-            return UpstreamUnavailableError("Llama Stack did not answer in time")
-        return UpstreamUnavailableError("Llama Stack is unreachable")
-    if isinstance(exc, openai.APIConnectionError):  # library mode: Azure itself
-        return UpstreamError("Azure OpenAI is unreachable", status=502)
-    status = _status(exc)
-    message = _message(exc)
+def upstream_error(status: int, message: str) -> LlamaEntraError:
+    """The error for an upstream answer ``status`` carrying ``message``."""
+    message = (message.strip().splitlines() or ["(no message)"])[0][:500]
     if status == 404:
         return NotFoundError(message)
-    if status is not None:
-        return UpstreamError(message, status=status if status in _PASSED_THROUGH else 502)
+    if status == 500 and looks_like_azure_refusal(message):
+        return UpstreamError(message, status=401)
+    return UpstreamError(message, status=status)
+
+
+def translate_common(exc: BaseException) -> LlamaEntraError:
+    """The llama-entra error for what any backend may raise (see the module docstring)."""
+    if isinstance(exc, LlamaEntraError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamUnavailableError("Llama Stack did not answer in time")
+    if isinstance(exc, httpx.TransportError):
+        return UpstreamConnectionError("Llama Stack is unreachable")
+    if isinstance(exc, openai.APITimeoutError):  # library mode: Azure itself
+        return UpstreamError("Azure OpenAI did not answer in time", status=504)
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamError("Azure OpenAI is unreachable", status=502)
+    if isinstance(exc, openai.APIStatusError):
+        return upstream_error(exc.status_code, body_message(exc.body) or str(exc))
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return upstream_error(status, str(exc) or type(exc).__name__)
     if isinstance(exc, ValueError) and "API key" in str(exc):
         return UpstreamError("Azure OpenAI credentials were not sent with the call", status=502)
-    return UpstreamError(f"Llama Stack call failed: {message}", status=502)
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+    return UpstreamError(f"Llama Stack call failed: {first_line}", status=502)

@@ -99,21 +99,22 @@ def test_bench_refresh_under_load_loses_nothing(
 
 _LIBRARY_REFRESH = r"""
 import asyncio, json, sys, time
-from llama_stack.core.library_client import AsyncLlamaStackAsLibraryClient
+from pathlib import Path
+from llama_entra.backends import active_backend
 
 run_config, model, api_base = sys.argv[1:4]
 tokens = json.loads(sys.stdin.read())
-messages = [{"role": "user", "content": "after a token change"}]
+params = {"model": model, "messages": [{"role": "user", "content": "after a token change"}]}
+backend = active_backend()
 
-def provider_data(token):
-    return {"azure_api_key": token, "azure_api_base": api_base}
+def headers_for(token):
+    data = {"azure_api_key": token, "azure_api_base": api_base}
+    return {backend.provider_data_header: json.dumps(data)}
 
 async def main():
-    held = AsyncLlamaStackAsLibraryClient(run_config, skip_logger_removal=True)
-    await held.initialize()
+    held = await backend.open_library(Path(run_config))
     async def ask(token):
-        headers = {"X-LlamaStack-Provider-Data": json.dumps(provider_data(token))}
-        await held.chat.completions.create(model=model, messages=messages, extra_headers=headers)
+        await held.chat_completion(params, headers_for(token))
 
     await ask(tokens[0])
     same_client = []
@@ -124,11 +125,8 @@ async def main():
     rebuilt = []
     for token in tokens[1:6]:
         started = time.perf_counter()
-        client = AsyncLlamaStackAsLibraryClient(
-            run_config, provider_data=provider_data(token), skip_logger_removal=True
-        )
-        await client.initialize()
-        await client.chat.completions.create(model=model, messages=messages)
+        client = await backend.open_library(Path(run_config))
+        await client.chat_completion(params, headers_for(token))
         rebuilt.append(time.perf_counter() - started)
     print(json.dumps({"same_client": same_client, "rebuilt": rebuilt}))
 

@@ -21,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from llama_entra.backends import active_backend
 from support.deploy import DEPLOY, config_maps, container, container_env, render
 from support.emulator import EmulatorHandle
 from support.service import ROOT, ServiceHandle, free_port, running_server
@@ -39,6 +40,7 @@ def test_image_install_steps_give_a_working_environment_without_dev_tools(
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
         "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken"),
+        "BACKEND": active_backend().name,  # the image's build argument: this run's backend
     }
     for step in ("deps", "project"):
         done = subprocess.run(
@@ -54,8 +56,12 @@ def test_image_install_steps_give_a_working_environment_without_dev_tools(
     venv = tmp_path / "venv"
     assert not (venv / "bin" / "pytest").exists()  # --no-dev
     assert (tmp_path / "tiktoken" / "9b5ad71b2ce5302211f9c61530b329a4922fc6a4").is_file()
+    script = (
+        "import llama_entra; from llama_entra.backends import active_backend; "
+        "print(llama_entra.__file__, active_backend().name)"
+    )
     probe = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import llama_entra; print(llama_entra.__file__)"],
+        [str(venv / "bin" / "python"), "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
@@ -63,6 +69,7 @@ def test_image_install_steps_give_a_working_environment_without_dev_tools(
         cwd=tmp_path,
     )
     assert "site-packages" in probe.stdout  # installed, not a link back to src/
+    assert probe.stdout.split()[-1] == active_backend().name
     usage = subprocess.run(
         [str(venv / "bin" / "llama-entra"), "--help"], capture_output=True, text=True, check=True
     )

@@ -242,31 +242,29 @@ def test_jwks_verifies_issued_access_tokens(emulator: EmulatorHandle) -> None:
 
 _LIBRARY_CLIENT_SCRIPT = """
 import asyncio, json, sys
-from llama_stack.core.library_client import AsyncLlamaStackAsLibraryClient
+from pathlib import Path
+from llama_entra.backends import active_backend
 
 run_config, model, token, api_base = sys.argv[1:5]
 
 async def ask():
-    client = AsyncLlamaStackAsLibraryClient(run_config, skip_logger_removal=True)
-    await client.initialize()
-    messages = [{"role": "user", "content": "through llama stack"}]
+    backend = active_backend()
+    client = await backend.open_library(Path(run_config))
+    params = {"model": model, "messages": [{"role": "user", "content": "through llama stack"}]}
     data = json.dumps({"azure_api_key": token, "azure_api_base": api_base})
-    headers = {"X-LlamaStack-Provider-Data": data}
-    reply = await client.chat.completions.create(
-        model=model, messages=messages, extra_headers=headers
-    )
+    reply = await client.chat_completion(params, {backend.provider_data_header: data})
     try:
-        await client.chat.completions.create(model=model, messages=messages)
+        await client.chat_completion(params, {})
         failure = None
     except Exception as exc:  # without provider data there is no key
         failure = type(exc).__name__
-    print(json.dumps({"text": reply.choices[0].message.content, "failure": failure}))
+    print(json.dumps({"text": reply["choices"][0]["message"]["content"], "failure": failure}))
 
 asyncio.run(ask())
 """
 
 
-def test_llama_stack_library_client_answers_with_token_in_provider_data(
+def test_library_client_answers_with_token_in_the_backends_provider_data_header(
     emulator: EmulatorHandle, tmp_path: Any
 ) -> None:
     # In a subprocess: llama-stack's library client leaves sockets for the interpreter to close.

@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from llama_entra.backends import PROVIDER_DATA_HEADERS
 from support.emulator import EmulatorHandle
 from support.metrics import metric
 from support.service import ServiceHandle, service_config, stack_environment, start_service
@@ -175,14 +176,20 @@ def test_openai_sdk_chat_completions_and_responses(
     assert "".join(deltas) == "You said: streamed responses"
 
 
+@pytest.mark.parametrize("header", PROVIDER_DATA_HEADERS)
+@pytest.mark.parametrize("route", ["/v1/query", "/v1/chat/completions"])
 def test_callers_provider_data_never_reaches_azure(
-    service: ServiceHandle, fresh_emulator: EmulatorHandle
+    service: ServiceHandle, fresh_emulator: EmulatorHandle, header: str, route: str
 ) -> None:
+    # Either backend's header name, on both routes: the service builds its own per call.
     forged = json.dumps({"azure_api_key": "attacker-key", "azure_api_base": "https://evil.test/v1"})
+    body: dict[str, Any] = {"query": "redirect me"}
+    if route == "/v1/chat/completions":
+        body = {"model": fresh_emulator.model, "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(
-        f"{service.url}/v1/query",
-        json={"query": "redirect me"},
-        headers={"X-LlamaStack-Provider-Data": forged, "api-key": "attacker-key"},
+        f"{service.url}{route}",
+        json=body,
+        headers={header: forged, "api-key": "attacker-key"},
         timeout=30,
     )
     assert response.status_code == 200, response.text

@@ -7,49 +7,50 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
-import llama_stack_client
-import openai
 import pytest
 
+from llama_entra.backends import ListedModel, ListedProvider
 from llama_entra.config import LlamaEntraConfig
-from llama_entra.errors import NotFoundError, UpstreamAuthError, UpstreamUnavailableError
+from llama_entra.errors import (
+    NotFoundError,
+    UpstreamAuthError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamUnavailableError,
+)
 from llama_entra.stack import ClientHolder
 from support.entra import FakeClock, FakeEntra, fake_manager
 
-HEADER = "X-LlamaStack-Provider-Data"
+HEADER = "X-Test-Provider-Data"
 AZURE_BASE = "https://resource.openai.azure.com/openai/v1"
 
 
-def _azure_401() -> openai.AuthenticationError:
-    request = httpx.Request("POST", AZURE_BASE)
-    response = httpx.Response(401, request=request, json={"error": {"message": "expired"}})
-    return openai.AuthenticationError("expired", response=response, body=None)
+def _azure_401() -> UpstreamError:
+    return UpstreamError("expired", status=401)  # as a backend translates Azure's 401
 
 
 class FakeStackClient:
-    """Just what the holder calls: providers, models, and a recorded operation."""
+    """Just what the holder calls: providers and models (operations are given per test)."""
 
     def __init__(self) -> None:
-        self.providers = SimpleNamespace(list=self._providers)
-        self.models = SimpleNamespace(list=self._models)
+        self.backend = SimpleNamespace(provider_data_header=HEADER)
         self.provider_lists = 0
+        self.providers_unreachable = False
 
-    async def _providers(self) -> list[Any]:
+    async def list_providers(self) -> list[ListedProvider]:
+        if self.providers_unreachable:
+            raise UpstreamConnectionError("Llama Stack is unreachable")
         self.provider_lists += 1
         return [
-            SimpleNamespace(
-                provider_id="azure", provider_type="remote::azure", config={"base_url": AZURE_BASE}
-            ),
-            SimpleNamespace(provider_id="local", provider_type="remote::vllm", config={}),
+            ListedProvider("azure", "remote::azure", {"base_url": AZURE_BASE}),
+            ListedProvider("local", "remote::vllm", {}),
         ]
 
-    async def _models(self) -> list[Any]:
-        def model(provider: str, name: str) -> Any:
-            metadata = {"provider_id": provider, "provider_resource_id": name, "model_type": "llm"}
-            return SimpleNamespace(id=f"{provider}/{name}", custom_metadata=metadata)
-
-        return [model("azure", "gpt-4o-mini"), model("local", "llama")]
+    async def list_models(self) -> list[ListedModel]:
+        return [
+            ListedModel("azure/gpt-4o-mini", "azure", "gpt-4o-mini", "llm"),
+            ListedModel("local/llama", "local", "llama", "llm"),
+        ]
 
 
 def _holder(entra: FakeEntra | None, **llama_stack: Any) -> ClientHolder:
@@ -164,15 +165,45 @@ async def test_holder_stream_retries_before_first_chunk_only(entra: FakeEntra) -
     assert attempts == 2
 
 
-async def test_holder_connection_error_is_upstream_unavailable(entra: FakeEntra) -> None:
+async def test_holder_connection_error_is_not_retried_outside_streams(entra: FakeEntra) -> None:
     holder = _holder(entra)
     model = await holder.resolve_model("gpt-4o-mini")
+    calls = 0
 
     async def operation(headers: dict[str, str]) -> str:
-        raise llama_stack_client.APIConnectionError(request=httpx.Request("GET", "http://x"))
+        nonlocal calls
+        calls += 1
+        raise UpstreamConnectionError("Llama Stack is unreachable")
 
     with pytest.raises(UpstreamUnavailableError):
         await holder.call(model, operation)
+    assert (calls, entra.requests) == (1, 1)
+
+
+async def test_holder_dropped_service_stream_counts_as_refusal(entra: FakeEntra) -> None:
+    config = LlamaEntraConfig.model_validate({"llama_stack": {"mode": "service"}})
+    holder = ClientHolder(config, FakeStackClient(), fake_manager(entra), mode="service")  # type: ignore[arg-type]
+    model = await holder.resolve_model("gpt-4o-mini")
+    attempts = 0
+
+    async def chunks() -> AsyncIterator[str]:
+        yield "a"
+
+    async def operation(headers: dict[str, str]) -> AsyncIterator[str]:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise UpstreamConnectionError("dropped")
+        return chunks()
+
+    assert [chunk async for chunk in holder.stream(model, operation)] == ["a"]
+    assert (attempts, holder.unauthorized_retries) == (2, 1)
+
+
+async def test_holder_configured_header_overrides_the_backends(entra: FakeEntra) -> None:
+    holder = _holder(entra, provider_data_header="X-Custom-Data")
+    model = await holder.resolve_model("gpt-4o-mini")
+    assert list(await holder.headers_for(model)) == ["X-Custom-Data"]
 
 
 async def test_holder_without_entra_sends_no_azure_keys() -> None:
@@ -184,18 +215,10 @@ async def test_holder_without_entra_sends_no_azure_keys() -> None:
 async def test_holder_discovery_failure_is_retried_on_next_use(entra: FakeEntra) -> None:
     holder = _holder(entra)
     client: Any = holder.client
-    working = client.providers.list
-    failures = 0
-
-    async def unreachable() -> list[Any]:
-        nonlocal failures
-        failures += 1
-        raise llama_stack_client.APIConnectionError(request=httpx.Request("GET", "http://x"))
-
-    client.providers = SimpleNamespace(list=unreachable)
+    client.providers_unreachable = True
     with pytest.raises(UpstreamUnavailableError):
         await holder.azure_bases()
-    client.providers = SimpleNamespace(list=working)
+    client.providers_unreachable = False
     assert await holder.azure_bases() == {"azure": AZURE_BASE}
     assert await holder.azure_bases() == {"azure": AZURE_BASE}
-    assert (failures, client.provider_lists) == (1, 1)
+    assert client.provider_lists == 1

@@ -6,7 +6,6 @@ answers; the Entra state is in ``/v1/info``.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,6 +14,7 @@ from starlette.responses import JSONResponse
 from llama_entra.app.deps import HolderDep, authorized
 from llama_entra.app.errors import error_body
 from llama_entra.auth import Authenticator, Principal
+from llama_entra.backends import package_version
 from llama_entra.errors import LlamaEntraError
 
 __all__ = ["router"]
@@ -53,20 +53,15 @@ async def info(
             "identity": holder.tokens.identity,
             **holder.tokens.status().model_dump(mode="json"),
         }
+    backend = holder.backend
     return {
         "name": "llama-entra",
-        "version": _version("llama-entra"),
-        "llama_stack_version": _version("llama-stack"),
-        "llama_stack_client_version": _version("llama-stack-client"),
+        "version": package_version("llama-entra"),
+        "backend": backend.name,
+        "llama_stack_version": package_version(backend.package),
+        "llama_stack_client_version": package_version(backend.client_package),
         "mode": holder.mode,
         "authentication": authenticator.module,
         "entra_id": entra,
         "azure_providers": holder.known_azure_bases(),
     }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None

@@ -1,15 +1,13 @@
 """OpenAI-compatible endpoints: ``POST /v1/chat/completions`` and ``POST /v1/responses``.
 
-Bodies pass to Llama Stack as they came (fields the SDK does not name go in ``extra_body``),
-with the Entra token added per call, so the ``openai`` SDK can use the service as base URL.
-Streams are relayed chunk by chunk as server-sent events.
+Bodies pass to Llama Stack as they came, with the Entra token added per call, so the ``openai``
+SDK can use the service as base URL. Streams are relayed chunk by chunk as server-sent events.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -31,18 +29,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.queued"})
 
 
-def _split(method: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for an SDK method: named ones direct, the rest in ``extra_body``."""
-    named = set(inspect.signature(method).parameters)
-    known = {key: value for key, value in params.items() if key in named}
-    extra = {key: value for key, value in params.items() if key not in named}
-    return {**known, "extra_body": extra} if extra else known
-
-
-def _dump(obj: Any) -> Any:
-    return obj.model_dump(mode="json", exclude_unset=True) if hasattr(obj, "model_dump") else obj
-
-
 @router.post("/v1/chat/completions", responses=_ERRORS)
 async def chat_completions(
     body: ChatCompletionRequest,
@@ -51,25 +37,21 @@ async def chat_completions(
 ) -> Any:
     """OpenAI chat completion (``stream: true`` answers ``text/event-stream``)."""
     model = await holder.resolve_model(body.model)
-    params = body.model_dump(exclude_unset=True) | {"model": model.id}
-    create = holder.client.chat.completions.create
+    params = body.model_dump(exclude_unset=True)
     if not body.stream:
-        result = await holder.call(
-            model, lambda headers: create(**_split(create, params), extra_headers=headers)
-        )
-        return JSONResponse(_dump(result))
-    chunks = holder.stream(
-        model, lambda headers: create(**_split(create, params), extra_headers=headers)
-    )
+        return JSONResponse(await holder.chat(model, params))
+    chunks = holder.chat_stream(model, params)
     first = await anext(chunks, None)
     return StreamingResponse(_chat_sse(first, chunks), media_type="text/event-stream")
 
 
-async def _chat_sse(first: Any, chunks: AsyncGenerator[Any, None]) -> AsyncIterator[bytes]:
+async def _chat_sse(
+    first: dict[str, Any] | None, chunks: AsyncGenerator[dict[str, Any], None]
+) -> AsyncIterator[bytes]:
     try:
         chunk = first
         while chunk is not None:
-            yield b"data: " + json.dumps(_dump(chunk)).encode() + b"\n\n"
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             chunk = await anext(chunks, None)
         yield b"data: [DONE]\n\n"
     except LlamaEntraError as exc:
@@ -87,33 +69,33 @@ async def responses(
     """OpenAI Responses API through Llama Stack's implementation (``conversation`` works)."""
     model = await holder.resolve_model(body.model)
     params = body.model_dump(exclude_unset=True) | {"model": model.id}
-    create = holder.client.responses.create
+    params.pop("stream", None)
+    client = holder.client
     if not body.stream:
-        result = await holder.call(
-            model, lambda headers: create(**_split(create, params), extra_headers=headers)
-        )
-        return JSONResponse(_dump(result))
+        result = await holder.call(model, lambda headers: client.create_response(params, headers))
+        return JSONResponse(result)
 
-    async def open_stream(headers: dict[str, str]) -> AsyncIterator[Any]:
-        stream = await create(**_split(create, params), extra_headers=headers)
-        return _refusal_first(stream)
+    async def open_stream(headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        return _refusal_first(await client.response_stream(params, headers))
 
     events = holder.stream(model, open_stream)
     first = await anext(events, None)
     return StreamingResponse(_responses_sse(first, events), media_type="text/event-stream")
 
 
-async def _refusal_first(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _refusal_first(
+    stream: AsyncIterator[dict[str, Any]],
+) -> AsyncIterator[dict[str, Any]]:
     """Hold back lifecycle events until content or failure, so an Azure 401 can be retried.
 
     Llama Stack's Responses implementation reports Azure's 401 as a ``response.failed``
     event after ``response.created``; raising it before anything was sent lets the holder
     refresh the token and start over.
     """
-    held: list[Any] = []
+    held: list[dict[str, Any]] = []
     started = False
     async for event in stream:
-        kind = getattr(event, "type", "")
+        kind = event.get("type", "")
         if not started:
             if kind == "response.failed" and looks_like_azure_refusal(_failure_text(event)):
                 raise UpstreamError(_failure_text(event), status=401)
@@ -129,17 +111,19 @@ async def _refusal_first(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
             yield waiting
 
 
-def _failure_text(event: Any) -> str:
-    error = getattr(getattr(event, "response", None), "error", None)
-    return str(getattr(error, "message", "") or "")
+def _failure_text(event: dict[str, Any]) -> str:
+    error = (event.get("response") or {}).get("error") or {}
+    return str(error.get("message") or "") if isinstance(error, dict) else ""
 
 
-async def _responses_sse(first: Any, events: AsyncGenerator[Any, None]) -> AsyncIterator[bytes]:
+async def _responses_sse(
+    first: dict[str, Any] | None, events: AsyncGenerator[dict[str, Any], None]
+) -> AsyncIterator[bytes]:
     try:
         event = first
         while event is not None:
-            data = json.dumps(_dump(event))
-            yield f"event: {getattr(event, 'type', 'message')}\ndata: {data}\n\n".encode()
+            data = json.dumps(event)
+            yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
             event = await anext(events, None)
     except LlamaEntraError as exc:
         yield b"event: error\ndata: " + json.dumps({"error": _error(exc)}).encode() + b"\n\n"

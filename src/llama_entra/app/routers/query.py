@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse
@@ -18,7 +18,7 @@ from llama_entra.app.deps import HolderDep, authorized
 from llama_entra.app.errors import status_and_body
 from llama_entra.app.schemas import ErrorResponse, QueryRequest, QueryResponse
 from llama_entra.auth import Principal
-from llama_entra.conversations import create_conversation, load_history, record_turn
+from llama_entra.conversations import load_history, record_turn
 from llama_entra.errors import LlamaEntraError
 from llama_entra.stack import ClientHolder
 
@@ -48,24 +48,27 @@ async def query(
     """Ask the model; continue ``conversation_id`` when given, else start a conversation."""
     model = await holder.resolve_model(body.model, body.provider)
     conversation_id, messages = await _messages(holder, body)
-    completion = await holder.call(
-        model,
-        lambda headers: holder.client.chat.completions.create(
-            model=model.id, messages=messages, extra_headers=headers
-        ),
-    )
-    answer = (completion.choices[0].message.content or "") if completion.choices else ""
+    completion = await holder.chat(model, {"messages": messages})
+    choices = completion.get("choices") or []
+    answer = str((choices[0].get("message") or {}).get("content") or "") if choices else ""
     if conversation_id is None:
-        conversation_id = await create_conversation(holder.client)
+        conversation_id = await holder.client.create_conversation()
     await record_turn(holder.client, conversation_id, body.query, answer)
-    usage = completion.usage
+    input_tokens, output_tokens = _tokens(completion.get("usage"))
     return QueryResponse(
         conversation_id=conversation_id,
         response=answer,
         model=model.id,
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
     )
+
+
+def _tokens(usage: Any) -> tuple[int, int]:
+    """Prompt and completion token counts of an OpenAI ``usage`` object (0 when absent)."""
+    if not isinstance(usage, dict):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 @router.post(
@@ -83,19 +86,9 @@ async def streaming_query(
     model = await holder.resolve_model(body.model, body.provider)
     conversation_id, messages = await _messages(holder, body)
     if conversation_id is None:
-        conversation_id = await create_conversation(holder.client)
-
-    async def open_stream(headers: dict[str, str]) -> AsyncIterator[Any]:
-        stream = await holder.client.chat.completions.create(
-            model=model.id,
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_headers=headers,
-        )
-        return cast(AsyncIterator[Any], stream)
-
-    chunks = holder.stream(model, open_stream)
+        conversation_id = await holder.client.create_conversation()
+    params = {"messages": messages, "stream_options": {"include_usage": True}}
+    chunks = holder.chat_stream(model, params)
     # The first chunk is awaited here, so a token or Azure failure is a plain HTTP error.
     first = await anext(chunks, None)
     request_id = str(getattr(request.state, "request_id", ""))
@@ -108,8 +101,8 @@ async def _events(
     conversation_id: str,
     question: str,
     request_id: str,
-    first: Any,
-    chunks: AsyncGenerator[Any, None],
+    first: dict[str, Any] | None,
+    chunks: AsyncGenerator[dict[str, Any], None],
 ) -> AsyncIterator[dict[str, str]]:
     def event(name: str, data: dict[str, Any]) -> dict[str, str]:
         return {"data": json.dumps({"event": name, "data": data})}
@@ -120,9 +113,9 @@ async def _events(
     try:
         chunk = first
         while chunk is not None:
-            usage = getattr(chunk, "usage", None) or usage
-            for choice in getattr(chunk, "choices", None) or []:
-                text = getattr(choice.delta, "content", None)
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
                 if text:
                     parts.append(text)
                     yield event("token", {"id": len(parts) - 1, "token": text})
@@ -137,11 +130,12 @@ async def _events(
         return
     finally:
         await chunks.aclose()
+    input_tokens, output_tokens = _tokens(usage)
     yield event(
         "end",
         {
             "conversation_id": conversation_id,
-            "input_tokens": usage.prompt_tokens if usage else 0,
-            "output_tokens": usage.completion_tokens if usage else 0,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
         },
     )

@@ -1,0 +1,142 @@
+"""What llama-entra needs from a Llama Stack backend, in one protocol per role.
+
+``Backend`` knows the distribution (llama-stack 0.7.3 or OGX): its header for provider data,
+how to open a client in either mode, how to run its server. ``StackClient`` is the one client
+of the process seen through a backend-neutral surface: OpenAI-shaped results come back as
+plain JSON dicts, listings as small records, and every failure as a ``LlamaEntraError``
+(translated where it enters, by the backend's ``translate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "Backend",
+    "ConversationMessage",
+    "Headers",
+    "ListedModel",
+    "ListedProvider",
+    "StackClient",
+]
+
+Headers = Mapping[str, str]
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedModel:
+    """A model as Llama Stack lists it."""
+
+    id: str
+    provider_id: str
+    provider_resource_id: str
+    model_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListedProvider:
+    """A provider as Llama Stack lists it (``config`` as the server reports it)."""
+
+    provider_id: str
+    provider_type: str
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationMessage:
+    """One message item of a conversation, its content flattened to text."""
+
+    role: str
+    text: str
+
+
+class StackClient(Protocol):
+    """The Llama Stack client of the process (library or server), backend-neutral."""
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this client belongs to."""
+        ...
+
+    async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
+        """``POST /v1/chat/completions`` without streaming; the completion as JSON."""
+        ...
+
+    async def chat_completion_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
+        """The same, streamed: one JSON chunk at a time, as Llama Stack sends them."""
+        ...
+
+    async def create_response(self, params: JSON, headers: Headers) -> JSON:
+        """``POST /v1/responses`` without streaming."""
+        ...
+
+    async def response_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
+        """``POST /v1/responses`` streamed: one JSON event at a time."""
+        ...
+
+    async def list_models(self) -> list[ListedModel]:
+        """Every registered model."""
+        ...
+
+    async def list_providers(self) -> list[ListedProvider]:
+        """Every configured provider."""
+        ...
+
+    async def check_health(self, seconds: float) -> None:
+        """Return when the server answers its health call within ``seconds``."""
+        ...
+
+    async def create_conversation(self) -> str:
+        """A new, empty conversation; its id."""
+        ...
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """Delete a conversation."""
+        ...
+
+    async def conversation_messages(self, conversation_id: str) -> list[ConversationMessage]:
+        """The conversation's message items, oldest first."""
+        ...
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+        """Append items (in one call) to a conversation."""
+        ...
+
+    async def touch_inference_store(self) -> None:
+        """One cheap read of the stored chat completions (creates the store's tables)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Shut the in-process stack down (library mode) and close the client."""
+        ...
+
+
+class Backend(Protocol):
+    """One Llama Stack distribution: llama-stack 0.7.3 or OGX."""
+
+    name: str
+    """``llama-stack`` or ``ogx`` (the extra that installs it)."""
+    package: str
+    """The server's distribution name, for its version."""
+    client_package: str
+    """The client library's distribution name, for its version."""
+    provider_data_header: str
+    """The header the server reads per-request provider data from."""
+    server_environment: Mapping[str, str]
+    """Environment for its server: JSON logs (a console log of an exception stalls it)."""
+
+    async def open_library(self, run_config: Path) -> StackClient:
+        """Start the stack in-process on ``run_config`` (already enriched)."""
+        ...
+
+    def open_service(self, url: str, api_key: str | None, timeout: float) -> StackClient:
+        """A client for a Llama Stack server at ``url``."""
+        ...
+
+    def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
+        """The command line that serves ``run_config`` over plain HTTP."""
+        ...

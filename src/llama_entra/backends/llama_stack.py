@@ -1,0 +1,208 @@
+"""The llama-stack 0.7.3 backend: ``llama_stack_client`` in service mode, its library client
+in-process, provider data in ``X-LlamaStack-Provider-Data``, ``llama stack run`` as the server.
+
+The client is Stainless-generated: per-call headers go in ``extra_headers``, body fields the
+SDK does not name go in ``extra_body``, and its retries (kept on) absorb the keep-alive
+connection a server drops after an upstream 401.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import llama_stack_client
+from llama_stack_client import AsyncLlamaStackClient
+
+from llama_entra.backends.base import (
+    JSON,
+    Backend,
+    ConversationMessage,
+    Headers,
+    ListedModel,
+    ListedProvider,
+)
+from llama_entra.backends.records import listed_model, message_of, to_json
+from llama_entra.errors import (
+    LlamaEntraError,
+    UpstreamConnectionError,
+    UpstreamUnavailableError,
+)
+from llama_entra.upstream import body_message, translate_common, upstream_error
+
+__all__ = ["LlamaStackBackend"]
+
+
+def translate(exc: BaseException) -> LlamaEntraError:
+    """The llama-entra error for what ``llama_stack_client`` or the library raised."""
+    if isinstance(exc, llama_stack_client.APITimeoutError):
+        return UpstreamUnavailableError("Llama Stack did not answer in time")
+    if isinstance(exc, llama_stack_client.APIConnectionError):
+        return UpstreamConnectionError("Llama Stack is unreachable")
+    if isinstance(exc, llama_stack_client.APIStatusError):
+        return upstream_error(exc.status_code, body_message(exc.body) or str(exc))
+    return translate_common(exc)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except LlamaEntraError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+def _split(method: Callable[..., Any], params: JSON) -> JSON:
+    """Keyword arguments for an SDK method: named ones direct, the rest in ``extra_body``."""
+    named = set(inspect.signature(method).parameters)
+    known = {key: value for key, value in params.items() if key in named}
+    extra = {key: value for key, value in params.items() if key not in named}
+    return {**known, "extra_body": extra} if extra else known
+
+
+class LlamaStackClientAdapter:
+    """``StackClient`` over ``AsyncLlamaStackClient`` (or its in-process subclass)."""
+
+    def __init__(self, backend: Backend, client: AsyncLlamaStackClient, *, library: bool) -> None:
+        self._backend = backend
+        self.raw = client
+        self._library = library
+
+    @property
+    def backend(self) -> Backend:
+        """The llama-stack backend."""
+        return self._backend
+
+    async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
+        """See ``StackClient``."""
+        create = self.raw.chat.completions.create
+        with _translated():
+            result = await create(**_split(create, params), extra_headers=dict(headers))
+        return to_json(result)
+
+    async def chat_completion_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
+        """See ``StackClient``."""
+        create = self.raw.chat.completions.create
+        params = params | {"stream": True}
+        with _translated():
+            stream = await create(**_split(create, params), extra_headers=dict(headers))
+        return _json_stream(cast(AsyncIterator[Any], stream))
+
+    async def create_response(self, params: JSON, headers: Headers) -> JSON:
+        """See ``StackClient``."""
+        create = self.raw.responses.create
+        with _translated():
+            result = await create(**_split(create, params), extra_headers=dict(headers))
+        return to_json(result)
+
+    async def response_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
+        """See ``StackClient``."""
+        create = self.raw.responses.create
+        params = params | {"stream": True}
+        with _translated():
+            stream = await create(**_split(create, params), extra_headers=dict(headers))
+        return _json_stream(cast(AsyncIterator[Any], stream))
+
+    async def list_models(self) -> list[ListedModel]:
+        """See ``StackClient``."""
+        with _translated():
+            return [listed_model(model) for model in await self.raw.models.list()]
+
+    async def list_providers(self) -> list[ListedProvider]:
+        """See ``StackClient``."""
+        with _translated():
+            providers = await self.raw.providers.list()
+        return [
+            ListedProvider(p.provider_id, p.provider_type, dict(p.config or {})) for p in providers
+        ]
+
+    async def check_health(self, seconds: float) -> None:
+        """See ``StackClient``."""
+        if self._library:
+            return  # in-process: up once it exists
+        with _translated():
+            await self.raw.with_options(timeout=seconds, max_retries=0).inspect.health()
+
+    async def create_conversation(self) -> str:
+        """See ``StackClient``."""
+        with _translated():
+            conversation = await self.raw.conversations.create()
+        return str(conversation.id)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """See ``StackClient``."""
+        with _translated():
+            await self.raw.conversations.delete(conversation_id)
+
+    async def conversation_messages(self, conversation_id: str) -> list[ConversationMessage]:
+        """See ``StackClient``."""
+        messages: list[ConversationMessage] = []
+        with _translated():
+            async for item in self.raw.conversations.items.list(conversation_id, order="asc"):
+                message = message_of(item)
+                if message is not None:
+                    messages.append(message)
+        return messages
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+        """See ``StackClient``."""
+        with _translated():
+            await self.raw.conversations.items.create(conversation_id, items=cast(Any, items))
+
+    async def touch_inference_store(self) -> None:
+        """See ``StackClient``."""
+        with _translated():
+            await self.raw.chat.completions.list(limit=1)
+
+    async def aclose(self) -> None:
+        """See ``StackClient``."""
+        shutdown = getattr(self.raw, "shutdown", None)
+        if shutdown is not None:  # library mode: stop the in-process stack's providers
+            await shutdown()
+        await self.raw.close()
+
+
+async def _json_stream(stream: AsyncIterator[Any]) -> AsyncIterator[JSON]:
+    with _translated():
+        async for item in stream:
+            yield to_json(item)
+
+
+class LlamaStackBackend:
+    """llama-stack 0.7.3 (see the module docstring)."""
+
+    name = "llama-stack"
+    package = "llama-stack"
+    client_package = "llama-stack-client"
+    provider_data_header = "X-LlamaStack-Provider-Data"
+    server_environment: Mapping[str, str] = {"LLAMA_STACK_LOG_FORMAT": "json"}
+
+    async def open_library(self, run_config: Path) -> LlamaStackClientAdapter:
+        """See ``Backend``."""
+        from llama_stack.core.library_client import AsyncLlamaStackAsLibraryClient
+
+        client = AsyncLlamaStackAsLibraryClient(str(run_config), skip_logger_removal=True)
+        await client.initialize()
+        return LlamaStackClientAdapter(self, cast(AsyncLlamaStackClient, client), library=True)
+
+    def open_service(
+        self, url: str, api_key: str | None, timeout: float
+    ) -> LlamaStackClientAdapter:
+        """See ``Backend``."""
+        client = AsyncLlamaStackClient(
+            base_url=url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=2,  # a server drops the keep-alive connection after an upstream 401
+        )
+        return LlamaStackClientAdapter(self, client, library=False)
+
+    def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
+        """See ``Backend``."""
+        command = ["llama", "stack", "run", str(run_config)]
+        return [*command, "--port", str(port)] if port is not None else command

@@ -1,0 +1,246 @@
+"""The OGX 1.x backend (Llama Stack's new name): ``ogx_client`` in service mode, OGX's library
+client in-process, provider data in ``X-OGX-Provider-Data``, ``ogx run --insecure`` as server.
+
+ogx-client is OpenAPI-generated, unlike llama-stack-client: per-call headers go in
+``_headers`` (an ``extra_headers`` argument would silently land in the request body),
+timeouts in ``_request_timeout``; there are no client retries, so one call that finds its
+keep-alive connection dropped is retried here; a stream can be iterated only once; listings
+come back as one page; ``conversations.create()`` needs a body. Client and server must share
+major.minor, else the server answers 426 (reported at start-up by the service).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from ogx_client import AsyncOgxClient
+from ogx_client.exceptions import ApiException
+
+from llama_entra.backends.base import (
+    JSON,
+    Backend,
+    ConversationMessage,
+    Headers,
+    ListedModel,
+    ListedProvider,
+)
+from llama_entra.backends.records import listed_model, message_of
+from llama_entra.errors import (
+    LlamaEntraError,
+    UpstreamConnectionError,
+    UpstreamUnavailableError,
+)
+from llama_entra.upstream import body_message, translate_common, upstream_error
+
+__all__ = ["OgxBackend"]
+
+# ogx-client's request models declare message content as a union that a plain string (valid
+# OpenAI input) does not match on serialisation; pydantic warns on every such call while the
+# request goes out correctly.
+warnings.filterwarnings(
+    "ignore", message="Pydantic serializer warnings", category=UserWarning, module="pydantic"
+)
+
+
+def translate(exc: BaseException) -> LlamaEntraError:
+    """The llama-entra error for what ``ogx_client`` or OGX's library client raised."""
+    if isinstance(exc, ApiException):
+        if not exc.status:  # ogx-client wraps every transport error as status 0
+            if isinstance(exc.__context__, httpx.TimeoutException):
+                return UpstreamUnavailableError("Llama Stack (OGX) did not answer in time")
+            return UpstreamConnectionError("Llama Stack (OGX) is unreachable")
+        return upstream_error(int(exc.status), _message(exc))
+    return translate_common(exc)
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        parsed = json.loads(exc.body) if exc.body else None
+    except ValueError:
+        parsed = None
+    return body_message(parsed) or str(exc.reason or exc.body or exc.status)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except LlamaEntraError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+def to_json(obj: Any) -> JSON:
+    """``obj`` (an ogx-client model, or a dict the client could not type) as JSON."""
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "to_json"):  # ogx-client models: aliases, no unset None, JSON types
+        dumped: JSON = json.loads(obj.to_json())
+        return dumped
+    result: JSON = obj.model_dump(mode="json", exclude_none=True)
+    return result
+
+
+class OgxClientAdapter:
+    """``StackClient`` over ``AsyncOgxClient`` (or OGX's in-process subclass)."""
+
+    def __init__(self, backend: Backend, client: AsyncOgxClient, *, library: bool) -> None:
+        self._backend = backend
+        self.raw = client
+        self._library = library
+
+    @property
+    def backend(self) -> Backend:
+        """The OGX backend."""
+        return self._backend
+
+    async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """``send()``, once more if the connection failed (no client retries in ogx-client)."""
+        with _translated():
+            try:
+                return await send()
+            except ApiException as exc:
+                if (
+                    self._library
+                    or exc.status
+                    or isinstance(exc.__context__, httpx.TimeoutException)
+                ):
+                    raise
+            return await send()
+
+    async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
+        """See ``StackClient``."""
+        create = self.raw.chat_completions.create
+        return to_json(await self._call(lambda: create(**params, _headers=dict(headers))))
+
+    async def chat_completion_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
+        """See ``StackClient``."""
+        create = self.raw.chat_completions.create
+        params = params | {"stream": True}
+        stream = await self._call(lambda: create(**params, _headers=dict(headers)))
+        return _json_stream(stream)
+
+    async def create_response(self, params: JSON, headers: Headers) -> JSON:
+        """See ``StackClient``."""
+        create = self.raw.responses.create
+        return to_json(await self._call(lambda: create(**params, _headers=dict(headers))))
+
+    async def response_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
+        """See ``StackClient``."""
+        create = self.raw.responses.create
+        params = params | {"stream": True}
+        stream = await self._call(lambda: create(**params, _headers=dict(headers)))
+        return _json_stream(stream)
+
+    async def list_models(self) -> list[ListedModel]:
+        """See ``StackClient``."""
+        listed = await self._call(self.raw.models.list)
+        listed = getattr(listed, "actual_instance", None) or listed  # a oneOf wrapper
+        models = getattr(listed, "data", listed)
+        return [listed_model(model) for model in models]
+
+    async def list_providers(self) -> list[ListedProvider]:
+        """See ``StackClient``."""
+        providers = await self._call(self.raw.providers.list)
+        providers = getattr(providers, "data", providers)
+        return [
+            ListedProvider(p.provider_id, p.provider_type, dict(p.config or {})) for p in providers
+        ]
+
+    async def check_health(self, seconds: float) -> None:
+        """See ``StackClient``."""
+        if self._library:
+            return  # in-process: up once it exists
+        with _translated():
+            await self.raw.inspect.health(_request_timeout=seconds)
+
+    async def create_conversation(self) -> str:
+        """See ``StackClient``."""
+        conversation = await self._call(lambda: self.raw.conversations.create(metadata={}))
+        return str(conversation.id)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """See ``StackClient``."""
+        await self._call(lambda: self.raw.conversations.delete(conversation_id))
+
+    async def conversation_messages(self, conversation_id: str) -> list[ConversationMessage]:
+        """See ``StackClient``."""
+        messages: list[ConversationMessage] = []
+        after: str | None = None
+        while True:
+            page = await self._call(
+                lambda after=after: self.raw.items.list(  # type: ignore[misc]
+                    conversation_id, order="asc", limit=100, after=after
+                )
+            )
+            for item in page.data:
+                item = getattr(item, "actual_instance", None) or item
+                message = message_of(item)
+                if message is not None:
+                    messages.append(message)
+            if not page.has_more or not page.data:
+                return messages
+            after = page.last_id
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+        """See ``StackClient``."""
+        await self._call(lambda: self.raw.items.create(conversation_id, items=items))
+
+    async def touch_inference_store(self) -> None:
+        """See ``StackClient``."""
+        await self._call(lambda: self.raw.chat_completions.list(limit=1))
+
+    async def aclose(self) -> None:
+        """See ``StackClient``."""
+        shutdown = getattr(self.raw, "shutdown", None)
+        if shutdown is not None:  # library mode: stop the in-process stack's providers
+            await shutdown()
+        close = cast(Callable[[], Awaitable[None]], self.raw.close)  # untyped in ogx-client
+        await close()
+
+
+async def _json_stream(stream: Any) -> AsyncIterator[JSON]:
+    with _translated():
+        async for item in stream:
+            data = to_json(item)
+            error = data.get("error") if "choices" not in data and "type" not in data else None
+            if isinstance(error, dict):  # the server reports a failure mid-stream as an event
+                code = error.get("code")
+                status = code if isinstance(code, int) else 502
+                raise upstream_error(status, str(error.get("message") or error))
+            yield data
+
+
+class OgxBackend:
+    """OGX 1.x (see the module docstring)."""
+
+    name = "ogx"
+    package = "ogx"
+    client_package = "ogx-client"
+    provider_data_header = "X-OGX-Provider-Data"
+    server_environment: Mapping[str, str] = {"OGX_LOG_FORMAT": "json"}
+
+    async def open_library(self, run_config: Path) -> OgxClientAdapter:
+        """See ``Backend``."""
+        from ogx.core.library_client import AsyncOGXAsLibraryClient
+
+        client = AsyncOGXAsLibraryClient(str(run_config), skip_logger_removal=True)
+        await client.initialize()
+        return OgxClientAdapter(self, client, library=True)
+
+    def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
+        """See ``Backend``."""
+        client = AsyncOgxClient(base_url=url, api_key=api_key, timeout=timeout)
+        return OgxClientAdapter(self, client, library=False)
+
+    def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
+        """See ``Backend``."""
+        command = ["ogx", "run", str(run_config), "--insecure"]
+        return [*command, "--port", str(port)] if port is not None else command
