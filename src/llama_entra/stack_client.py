@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from llama_entra.backends import StackClient, active_backend
+from llama_entra.backends import StackClient, active_backend, package_version
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.enrich import (
     enrich_run_config,
@@ -20,10 +20,10 @@ from llama_entra.enrich import (
     load_run_config,
     write_enriched,
 )
-from llama_entra.errors import ConfigError, LlamaEntraError
+from llama_entra.errors import ConfigError, LlamaEntraError, UpstreamError
 from llama_entra.logs import preserved_logging
 
-__all__ = ["build_stack_client", "prime_stores"]
+__all__ = ["build_stack_client", "check_server", "prime_stores"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,28 @@ async def _library_client(config: LlamaEntraConfig, run_config: Path) -> StackCl
             f"Llama Stack could not start: {first_line[:300]}", file=str(run_config)
         ) from exc
     return client
+
+
+async def check_server(client: StackClient, url: str) -> None:
+    """Service mode: say in one line at start-up when the server is down or refuses us.
+
+    A client whose major.minor differs from the server's is answered 426 on every call; this
+    names both sides once instead (``/readiness`` repeats it while it lasts).
+    """
+    backend = client.backend
+    try:
+        await client.check_health(5.0)
+    except UpstreamError as exc:
+        if exc.status == 426:
+            logger.error(
+                "the Llama Stack server at %s refuses %s %s: %s",
+                url,
+                backend.client_package,
+                package_version(backend.client_package),
+                exc,
+            )
+        else:
+            logger.warning("the Llama Stack server at %s is not answering yet: %s", url, exc)
 
 
 async def prime_stores(client: StackClient) -> None:

@@ -3,8 +3,9 @@
 ``service_config(...)`` writes a service config wired to the emulator; ``start_service(path)``
 runs ``llama-entra serve`` on a free port until the block exits and waits on ``/liveness``
 with a deadline; ``start_llama_stack(...)`` runs the container entrypoint script (enrich, then
-``llama stack run``) for service mode. Logs go to files the tests can read. As a pytest plugin
-it gives ``service``: a library-mode service for the emulator's demo identity, one per module.
+the installed backend's server) for service mode. Logs go to files the tests can read. As a
+pytest plugin it gives ``service``: a library-mode service for the emulator's demo identity,
+one per module.
 """
 
 from __future__ import annotations
@@ -168,13 +169,16 @@ def start_service(
 
 @contextlib.contextmanager
 def start_llama_stack(
-    service_config_path: Path, env: Mapping[str, str], *, port: int | None = None
+    service_config_path: Path,
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    run_config: Path = ROOT / "run-configs" / "azure.yaml",
 ) -> Iterator[ServiceHandle]:
-    """Run the container entrypoint (enrich, then ``llama stack run``) until the block exits."""
+    """Run the container entrypoint (enrich, then the backend's server) until the block exits."""
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     script = ROOT / "scripts" / "llama-stack-entrypoint.sh"
-    run_config = ROOT / "run-configs" / "azure.yaml"
     command = [str(script), str(service_config_path), str(run_config), "--port", str(port)]
     environment = {
         **env,

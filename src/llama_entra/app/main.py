@@ -22,7 +22,7 @@ from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.stack import ClientHolder
-from llama_entra.stack_client import build_stack_client, prime_stores
+from llama_entra.stack_client import build_stack_client, check_server, prime_stores
 
 __all__ = ["ServiceResources", "create_app", "open_resources"]
 
@@ -58,6 +58,8 @@ async def open_resources(
             stack.push_async_callback(manager.aclose)
             logger.info("Entra ID: %s (token fetched on first use)", manager.identity)
         client = await build_stack_client(config)
+        if config.llama_stack.mode == "service":
+            await check_server(client, config.llama_stack.url)
         await prime_stores(client)
         holder = ClientHolder(config, client, manager, mode=config.llama_stack.mode)
         stack.push_async_callback(holder.aclose)

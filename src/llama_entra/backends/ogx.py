@@ -78,14 +78,23 @@ def _translated() -> Iterator[None]:
 
 
 def to_json(obj: Any) -> JSON:
-    """``obj`` (an ogx-client model, or a dict the client could not type) as JSON."""
+    """``obj`` (an ogx-client model, or a dict the client could not type) as JSON.
+
+    ogx-client's ``to_dict()`` gives wire names without unset ``None`` fields, but leaves some
+    nested oneOf wrappers (in Responses output) as objects; those are dumped on the way.
+    """
     if isinstance(obj, dict):
         return obj
-    if hasattr(obj, "to_json"):  # ogx-client models: aliases, no unset None, JSON types
-        dumped: JSON = json.loads(obj.to_json())
-        return dumped
-    result: JSON = obj.model_dump(mode="json", exclude_none=True)
-    return result
+    dumped: JSON = json.loads(json.dumps(obj.to_dict(), default=_nested))
+    return dumped
+
+
+def _nested(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class OgxClientAdapter:

@@ -1,0 +1,62 @@
+"""Unit tests of the OGX backend's error translation (ogx_client's errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from ogx_client.exceptions import ApiException, NotFoundException, UnauthorizedException
+
+from llama_entra.backends import active_backend
+from llama_entra.backends.ogx import translate
+from llama_entra.errors import (
+    NotFoundError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamUnavailableError,
+)
+
+
+def test_ogx_backend_is_active_with_its_header() -> None:
+    backend = active_backend()
+    assert (backend.name, backend.provider_data_header) == ("ogx", "X-OGX-Provider-Data")
+    assert backend.server_command(Path("run.yaml"), 8321) == [
+        "ogx", "run", "run.yaml", "--insecure", "--port", "8321",
+    ]  # fmt: skip
+
+
+def test_ogx_translate_unauthorized_keeps_401_and_the_body_message() -> None:
+    body = json.dumps({"error": {"message": "Access token is missing or invalid"}})
+    error = translate(UnauthorizedException(status=401, reason="Unauthorized", body=body))
+    assert type(error) is UpstreamError
+    assert (error.status, str(error)) == (401, "Access token is missing or invalid")
+
+
+def test_ogx_translate_not_found_and_version_mismatch() -> None:
+    missing = translate(NotFoundException(status=404, body=json.dumps({"detail": "no such"})))
+    old = translate(ApiException(status=426, body=json.dumps({"error": {"message": "upgrade"}})))
+    assert type(missing) is NotFoundError
+    assert isinstance(old, UpstreamError)
+    assert (old.status, str(old)) == (426, "upgrade")
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        (httpx.ReadTimeout("slow"), UpstreamUnavailableError),
+        (httpx.ConnectError("refused"), UpstreamConnectionError),
+    ],
+)
+def test_ogx_translate_status_zero_tells_timeout_from_connection(
+    cause: Exception, expected: type[Exception]
+) -> None:
+    try:
+        try:
+            raise cause
+        except httpx.RequestError as exc:  # as ogx-client wraps every transport error
+            raise ApiException(status=0, reason=str(exc)) from None
+    except ApiException as wrapped:
+        wrapped.__context__ = cause
+        assert type(translate(wrapped)) is expected
