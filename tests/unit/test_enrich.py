@@ -64,10 +64,32 @@ def test_enrich_azure_provider_loses_key_and_refresh_models_validation_off() -> 
     assert any("removed api_key from provider azure" in note for note in notes)
 
 
-def test_enrich_without_entra_returns_an_equal_copy() -> None:
+def test_enrich_without_entra_only_makes_sure_conversations_are_served() -> None:
     original = _run_config()
     enriched, notes = enrich_run_config(original, entra=False)
-    assert enriched == original and enriched is not original and notes == []
+    assert enriched == original | {"apis": ["inference", "conversations"]}
+    assert original["apis"] == ["inference"]  # a copy, the input untouched
+    assert notes == ["added conversations to apis: llama-entra keeps query history there"]
+
+
+@pytest.mark.parametrize(
+    ("apis", "expected"),
+    [
+        (["inference", "responses"], ["inference", "responses", "conversations"]),
+        (["inference", "conversations"], ["inference", "conversations"]),
+        (None, None),  # no list: every backend serves everything it has
+    ],
+)
+def test_enrich_adds_conversations_to_an_explicit_apis_list(
+    apis: list[str] | None, expected: list[str] | None
+) -> None:
+    original = _run_config()
+    if apis is None:
+        del original["apis"]
+    else:
+        original["apis"] = apis
+    enriched, _ = enrich_run_config(original, entra=True)
+    assert enriched.get("apis") == expected
 
 
 def test_enrich_never_mutates_its_input_and_is_idempotent() -> None:
@@ -220,14 +242,17 @@ def test_cli_with_service_config_enriches_and_explains_on_stderr(
     assert "very-secret-value" not in err
 
 
-def test_cli_service_config_without_entra_copies_unchanged(tmp_path: Path) -> None:
+def test_cli_service_config_without_entra_leaves_azure_providers_unchanged(
+    tmp_path: Path,
+) -> None:
     service = tmp_path / "llama-entra.yaml"
     service.write_text("service: {port: 9000}\n")
     source = tmp_path / "run.yaml"
     source.write_text(yaml.safe_dump(_run_config()))
     out = tmp_path / "out.yaml"
     assert main(["-c", str(service), "-i", str(source), "-o", str(out)]) == 0
-    assert yaml.safe_load(out.read_text()) == _run_config()
+    written = yaml.safe_load(out.read_text())
+    assert written == _run_config() | {"apis": ["inference", "conversations"]}
 
 
 def test_ensure_tiktoken_cache_installs_the_verified_encoding(tmp_path: Path) -> None:
