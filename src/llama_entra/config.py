@@ -233,7 +233,14 @@ class CustomAuthConfig(StrictModel):
     endpoint: str = Field(description="URL the service POSTs {api_key, request} to.")
     timeout_seconds: float = Field(5.0, gt=0, description="Slower answers count as unavailable.")
     cache_ttl_seconds: float = Field(
-        60.0, ge=0, description="How long an allow decision is reused (0: never)."
+        60.0,
+        ge=0,
+        description="Longest reuse of an allow decision for the same key, method, path, query "
+        "and cache_key_headers (0: never); the endpoint's Cache-Control may shorten it.",
+    )
+    cache_key_headers: list[str] = Field(
+        default_factory=list,
+        description="Request headers the endpoint decides on; their values join the cache key.",
     )
     ca_bundle: Path | None = Field(None, description="Extra CA for the endpoint.")
 

@@ -65,7 +65,11 @@ def serve_jwks(key_set: KeySet) -> Iterator[str]:
 
 @dataclass
 class CustomEndpoint:
-    """Allows ``good-*`` keys, is slow for ``slow`` and fails for ``boom``; records calls."""
+    """Allows ``good-*`` keys, is slow for ``slow`` and fails for ``boom``; records calls.
+
+    ``good-models`` is allowed only for ``GET /models``, ``good-tenant`` only with
+    ``X-Tenant: a``; ``good-nostore`` is allowed with ``Cache-Control: no-store``.
+    """
 
     calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -82,6 +86,17 @@ def serve_custom_endpoint(endpoint: CustomEndpoint) -> Iterator[str]:
             await asyncio.sleep(2)
         if key == "boom":
             return JSONResponse({"error": "internal"}, status_code=500)
+        context = body["request"]
+        scoped = {
+            "good-models": (context.get("method", "GET"), context["path"]) == ("GET", "/models"),
+            "good-tenant": context["headers"].get("x-tenant") == "a",
+        }
+        if not scoped.get(key, True):
+            return JSONResponse({"error": "not for this request"}, status_code=403)
+        if key == "good-nostore":
+            return JSONResponse(
+                {"principal": key, "roles": ["reader"]}, headers={"Cache-Control": "no-store"}
+            )
         if key.startswith("good"):
             roles = ["admin"] if key == "good-admin" else ["reader"]
             return JSONResponse({"principal": f"user-{key}", "roles": roles})
