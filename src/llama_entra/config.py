@@ -256,9 +256,14 @@ class JwkAuthConfig(StrictModel):
     """``jwk``: JWT bearer tokens verified against a JWKS (Entra ID, Keycloak, ...)."""
 
     jwks_url: str = Field(description="Where the signing keys are published.")
-    issuer: str | None = Field(None, description="Required `iss` (unset: not checked).")
+    issuer: str | None = Field(None, description="Required `iss`; required here too.")
     audience: list[str] = Field(
-        default_factory=list, description="Accepted `aud` values (empty: not checked)."
+        default_factory=list, description="Accepted `aud` values; at least one required."
+    )
+    allow_any_audience_and_issuer: bool = Field(
+        False,
+        description="Accept tokens without checking an unset issuer or audience (unsafe: any "
+        "token signed by the key set passes); logged as a warning at start-up.",
     )
     algorithms: list[str] = Field(
         default_factory=lambda: ["RS256"], description="Accepted signing algorithms."
@@ -283,6 +288,21 @@ class JwkAuthConfig(StrictModel):
                 f"only asymmetric algorithms are allowed ({', '.join(sorted(allowed))})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _issuer_and_audience_are_checked(self) -> JwkAuthConfig:
+        missing = [
+            name
+            for name, unset in (("issuer", _blank(self.issuer)), ("audience", not self.audience))
+            if unset
+        ]
+        if missing and not self.allow_any_audience_and_issuer:
+            raise ValueError(
+                f"{' and '.join(missing)} required: without them a token minted for any other "
+                "application sharing the key set is accepted (opt out with "
+                "allow_any_audience_and_issuer: true)"
+            )
+        return self
 
 
 class AuthorizationRule(StrictModel):

@@ -247,6 +247,11 @@ def test_jwk_valid_token_maps_claims(jwk: tuple[str, KeySet]) -> None:
         ({"lifetime": -120}, "the token has expired"),
         ({"aud": "api://someone-else"}, "the token is for another audience"),
         ({"iss": "https://evil.test/"}, "the token is from another issuer"),
+        ({"nbf": int(time.time()) + 600}, "the token is not valid yet (nbf or iat in the future)"),
+        ({"iat": int(time.time()) + 600}, "the token is not valid yet (nbf or iat in the future)"),
+        ({"exp": None}, "the token has no 'exp' claim"),
+        ({"aud": None}, "the token has no 'aud' claim"),
+        ({"iss": None}, "the token has no 'iss' claim"),
     ],
 )
 def test_jwk_rejects_bad_claims(
@@ -256,6 +261,26 @@ def test_jwk_rejects_bad_claims(
     response = _get(url, "/query", keys.token(**claims))
     assert response.status_code == 401
     assert response.json()["detail"]["cause"] == cause
+
+
+def test_jwk_leeway_admits_small_clock_skew(jwk: tuple[str, KeySet]) -> None:
+    url, keys = jwk
+    skewed = keys.token(roles=["admin"], nbf=int(time.time()) + 30, iat=int(time.time()) + 30)
+    assert _get(url, "/query", skewed).status_code == 200
+
+
+def test_jwk_opt_out_accepts_any_audience_and_issuer() -> None:
+    keys = KeySet()
+    keys.add("k1")
+    with serve_jwks(keys) as jwks_url:
+        config = {
+            "module": "jwk",
+            "jwk": {"jwks_url": jwks_url, "allow_any_audience_and_issuer": True},
+        }
+        with run_uvicorn(_app(config)) as url:
+            other = keys.token(aud="api://another-app", iss="https://elsewhere.test/")
+            assert _get(url, "/query", other).status_code == 200
+            assert _get(url, "/query", keys.token(lifetime=-120)).status_code == 401
 
 
 def test_jwk_rejects_alg_none(jwk: tuple[str, KeySet]) -> None:

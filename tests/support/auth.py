@@ -45,9 +45,11 @@ class KeySet:
         return {"keys": entries}
 
     def token(self, kid: str = "k1", *, lifetime: int = 300, **claims: Any) -> str:
+        """A signed token; a claim given as ``None`` is left out."""
         now = int(time.time())
         body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + lifetime}
         body |= claims
+        body = {name: value for name, value in body.items() if value is not None}
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
 
