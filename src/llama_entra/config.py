@@ -92,6 +92,13 @@ class ServiceConfig(StrictModel):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted; larger gives 413."
     )
+    shutdown_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/Ctrl-C, how long in-flight requests and streams may finish; "
+        "idle connections are closed at once.",
+    )
 
 
 class LlamaStackConfig(StrictModel):
@@ -354,6 +361,13 @@ class ProxyConfig(StrictModel):
         ge=0,
         description="Request bodies up to this size are buffered so an upstream 401 can be "
         "retried with a fresh token; larger ones stream through without a retry.",
+    )
+    shutdown_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/Ctrl-C, how long in-flight requests and streams may finish; "
+        "idle connections are closed at once.",
     )
 
     @field_validator("upstream")

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         "port": service.port,
         "log_config": None,
         "access_log": False,  # llama-entra logs each request itself, with the principal
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": service.shutdown_timeout_seconds,
     }
     if service.workers > 1:
         # Each worker process loads the config itself and keeps its own token.
@@ -62,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
+    from llama_entra.serving import GracefulServer
+
     async def serve() -> None:
         # Resources are built before uvicorn starts, so a bad run config is one line, exit 2.
         async with open_resources(config) as resources:
             app = create_app(config, resources=resources)
-            await uvicorn.Server(uvicorn.Config(app, **common)).serve()  # type: ignore[arg-type]
+            await GracefulServer(uvicorn.Config(app, **common)).serve()  # type: ignore[arg-type]
 
     asyncio.run(serve())
     return 0

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from llama_entra.errors import ConfigError
     from llama_entra.logs import configure_logging
     from llama_entra.proxy.app import create_proxy_app
+    from llama_entra.serving import GracefulServer
 
     config = load_config(args.config)
     changes = {
@@ -50,13 +51,16 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"proxy": proxy})
     configure_logging(config.service.log_level, config.service.log_format)
     app = create_proxy_app(config)
-    uvicorn.run(
-        app,
-        host=config.proxy.host,
-        port=config.proxy.port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        server_header=False,  # the upstream's Date and Server headers pass through
-        date_header=False,
+    server = GracefulServer(
+        uvicorn.Config(
+            app,
+            host=config.proxy.host,
+            port=config.proxy.port,
+            log_config=None,
+            timeout_graceful_shutdown=config.proxy.shutdown_timeout_seconds,  # type: ignore[arg-type]
+            server_header=False,  # the upstream's Date and Server headers pass through
+            date_header=False,
+        )
     )
-    return 0
+    server.run()
+    return 0 if server.started else 1
