@@ -43,6 +43,7 @@ __all__ = [
     "LlamaStackConfig",
     "ProxyConfig",
     "ServiceConfig",
+    "TlsConfig",
     "expand_env",
     "load_config",
     "parse_config",
@@ -76,6 +77,17 @@ class StrictModel(BaseModel):
         return {k: None if k in optional and v == "" else v for k, v in data.items()}
 
 
+class TlsConfig(StrictModel):
+    """Inbound HTTPS: certificate, key and optional client-certificate CA (mTLS)."""
+
+    cert_file: Path = Field(description="PEM certificate chain (server first); reloaded on change.")
+    key_file: Path = Field(description="PEM private key of the certificate; reloaded on change.")
+    key_password: SecretStr | None = Field(None, description="Password of the key, if any.")
+    client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; set: every client must present a certificate it signed."
+    )
+
+
 class ServiceConfig(StrictModel):
     """Where and how the FastAPI service listens."""
 
@@ -99,6 +111,13 @@ class ServiceConfig(StrictModel):
         description="On SIGTERM/Ctrl-C, how long in-flight requests and streams may finish; "
         "idle connections are closed at once.",
     )
+    tls: TlsConfig | None = Field(None, description="Serve HTTPS (absent: plain HTTP).")
+
+    @model_validator(mode="after")
+    def _tls_runs_in_one_process(self) -> ServiceConfig:
+        if self.tls is not None and self.workers > 1:
+            raise ValueError("tls needs workers: 1 (scale with replicas instead)")
+        return self
 
 
 class LlamaStackConfig(StrictModel):
@@ -369,6 +388,7 @@ class ProxyConfig(StrictModel):
         description="On SIGTERM/Ctrl-C, how long in-flight requests and streams may finish; "
         "idle connections are closed at once.",
     )
+    tls: TlsConfig | None = Field(None, description="Serve HTTPS (absent: plain HTTP).")
 
     @field_validator("upstream")
     @classmethod

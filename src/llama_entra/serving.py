@@ -44,7 +44,7 @@ class GracefulServer(uvicorn.Server):
         config: uvicorn.Config,
         *,
         on_ready: Callable[[int], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        on_tick: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(config)
         self._on_ready = on_ready
