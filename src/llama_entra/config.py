@@ -43,6 +43,7 @@ __all__ = [
     "LlamaStackConfig",
     "ProxyConfig",
     "ServiceConfig",
+    "TlsConfig",
     "expand_env",
     "load_config",
     "parse_config",
@@ -76,6 +77,17 @@ class StrictModel(BaseModel):
         return {k: None if k in optional and v == "" else v for k, v in data.items()}
 
 
+class TlsConfig(StrictModel):
+    """Inbound HTTPS: certificate, key and optional client-certificate CA (mTLS)."""
+
+    cert_file: Path = Field(description="PEM certificate chain (server first); reloaded on change.")
+    key_file: Path = Field(description="PEM private key of the certificate; reloaded on change.")
+    key_password: SecretStr | None = Field(None, description="Password of the key, if any.")
+    client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; set: every client must present a certificate it signed."
+    )
+
+
 class ServiceConfig(StrictModel):
     """Where and how the FastAPI service listens."""
 
@@ -92,6 +104,20 @@ class ServiceConfig(StrictModel):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted; larger gives 413."
     )
+    shutdown_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/Ctrl-C, how long in-flight requests and streams may finish; "
+        "idle connections are closed at once.",
+    )
+    tls: TlsConfig | None = Field(None, description="Serve HTTPS (absent: plain HTTP).")
+
+    @model_validator(mode="after")
+    def _tls_runs_in_one_process(self) -> ServiceConfig:
+        if self.tls is not None and self.workers > 1:
+            raise ValueError("tls needs workers: 1 (scale with replicas instead)")
+        return self
 
 
 class LlamaStackConfig(StrictModel):
@@ -235,7 +261,14 @@ class CustomAuthConfig(StrictModel):
     endpoint: str = Field(description="URL the service POSTs {api_key, request} to.")
     timeout_seconds: float = Field(5.0, gt=0, description="Slower answers count as unavailable.")
     cache_ttl_seconds: float = Field(
-        60.0, ge=0, description="How long an allow decision is reused (0: never)."
+        60.0,
+        ge=0,
+        description="Longest reuse of an allow decision for the same key, method, path, query "
+        "and cache_key_headers (0: never); the endpoint's Cache-Control may shorten it.",
+    )
+    cache_key_headers: list[str] = Field(
+        default_factory=list,
+        description="Request headers the endpoint decides on; their values join the cache key.",
     )
     ca_bundle: Path | None = Field(None, description="Extra CA for the endpoint.")
 
@@ -251,9 +284,14 @@ class JwkAuthConfig(StrictModel):
     """``jwk``: JWT bearer tokens verified against a JWKS (Entra ID, Keycloak, ...)."""
 
     jwks_url: str = Field(description="Where the signing keys are published.")
-    issuer: str | None = Field(None, description="Required `iss` (unset: not checked).")
+    issuer: str | None = Field(None, description="Required `iss`; required here too.")
     audience: list[str] = Field(
-        default_factory=list, description="Accepted `aud` values (empty: not checked)."
+        default_factory=list, description="Accepted `aud` values; at least one required."
+    )
+    allow_any_audience_and_issuer: bool = Field(
+        False,
+        description="Accept tokens without checking an unset issuer or audience (unsafe: any "
+        "token signed by the key set passes); logged as a warning at start-up.",
     )
     algorithms: list[str] = Field(
         default_factory=lambda: ["RS256"], description="Accepted signing algorithms."
@@ -278,6 +316,21 @@ class JwkAuthConfig(StrictModel):
                 f"only asymmetric algorithms are allowed ({', '.join(sorted(allowed))})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _issuer_and_audience_are_checked(self) -> JwkAuthConfig:
+        missing = [
+            name
+            for name, unset in (("issuer", _blank(self.issuer)), ("audience", not self.audience))
+            if unset
+        ]
+        if missing and not self.allow_any_audience_and_issuer:
+            raise ValueError(
+                f"{' and '.join(missing)} required: without them a token minted for any other "
+                "application sharing the key set is accepted (opt out with "
+                "allow_any_audience_and_issuer: true)"
+            )
+        return self
 
 
 class AuthorizationRule(StrictModel):
@@ -330,6 +383,14 @@ class ProxyConfig(StrictModel):
         description="Request bodies up to this size are buffered so an upstream 401 can be "
         "retried with a fresh token; larger ones stream through without a retry.",
     )
+    shutdown_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/Ctrl-C, how long in-flight requests and streams may finish; "
+        "idle connections are closed at once.",
+    )
+    tls: TlsConfig | None = Field(None, description="Serve HTTPS (absent: plain HTTP).")
 
     @field_validator("upstream")
     @classmethod

@@ -49,6 +49,12 @@ def _app(config: dict[str, Any]) -> FastAPI:
     async def query(who: Annotated[Principal, Depends(authorized("query"))]) -> dict[str, Any]:
         return {"principal": who.name, "roles": sorted(who.roles)}
 
+    @app.post("/query")
+    async def post_query(
+        who: Annotated[Principal, Depends(authorized("query"))],
+    ) -> dict[str, str]:
+        return {"principal": who.name}
+
     @app.get("/models")
     async def models(who: Annotated[Principal, Depends(authorized("models"))]) -> dict[str, str]:
         return {"principal": who.name}
@@ -56,9 +62,12 @@ def _app(config: dict[str, Any]) -> FastAPI:
     return app
 
 
-def _get(url: str, path: str, credential: str | None = None) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-    return httpx.get(f"{url}{path}", headers=headers, timeout=10)
+def _get(
+    url: str, path: str, credential: str | None = None, *, method: str = "GET", **headers: str
+) -> httpx.Response:
+    if credential:
+        headers["Authorization"] = f"Bearer {credential}"
+    return httpx.request(method, f"{url}{path}", headers=headers, timeout=10)
 
 
 # -- api_key -----------------------------------------------------------------------------------
@@ -115,32 +124,76 @@ def test_api_key_file_rotation_without_restart(api_key_url: str, keys_file: Path
 # -- custom ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def custom() -> Iterator[tuple[str, CustomEndpoint]]:
+@pytest.fixture(params=[60, 0], ids=["cached", "uncached"])
+def custom(request: pytest.FixtureRequest) -> Iterator[tuple[str, CustomEndpoint]]:
     endpoint = CustomEndpoint()
     with serve_custom_endpoint(endpoint) as endpoint_url:
         config = {
             "module": "custom",
-            "custom": {"endpoint": endpoint_url, "timeout_seconds": 0.5, "cache_ttl_seconds": 60},
+            "custom": {
+                "endpoint": endpoint_url,
+                "timeout_seconds": 0.5,
+                "cache_ttl_seconds": request.param,
+                "cache_key_headers": ["X-Tenant"],
+            },
             "rules": READER_RULES,
         }
         with run_uvicorn(_app(config)) as url:
             yield url, endpoint
 
 
+def _cached(custom: tuple[str, CustomEndpoint]) -> bool:
+    url, endpoint = custom
+    before = len(endpoint.calls)
+    _get(url, "/models", "good-admin")
+    _get(url, "/models", "good-admin")
+    return len(endpoint.calls) == before + 1
+
+
 def test_custom_allow_deny_and_cache(custom: tuple[str, CustomEndpoint]) -> None:
     url, endpoint = custom
     allowed = _get(url, "/query?x=1", "good-admin")
     assert allowed.json() == {"principal": "user-good-admin", "roles": ["admin"]}
-    assert _get(url, "/query", "good-admin").status_code == 200
-    assert len(endpoint.calls) == 1  # the second decision came from the cache
+    assert _get(url, "/query?x=1", "good-admin").status_code == 200
+    assert len(endpoint.calls) == (1 if _cached(custom) else 2)
     sent = endpoint.calls[0]["request"]
+    assert sent["method"] == "GET"
     assert sent["path"] == "/query" and sent["params"] == {"x": "1"}
     assert "authorization" not in sent["headers"]
     denied = _get(url, "/query", "bad-key")
     assert denied.status_code == 401
     assert "bad-key" not in denied.text
     assert _get(url, "/query", "good-reader").status_code == 403
+
+
+def test_custom_allow_for_one_path_never_covers_another(
+    custom: tuple[str, CustomEndpoint],
+) -> None:
+    url, endpoint = custom
+    for _ in range(2):  # the second round may come from the cache, and must agree
+        assert _get(url, "/models", "good-models").status_code == 200
+        assert _get(url, "/query", "good-models").status_code == 401
+        assert _get(url, "/query", "good-models", method="POST").status_code == 401
+        assert _get(url, "/models?page=2", "good-models").status_code == 200
+    asked = [(c["request"]["method"], c["request"]["path"]) for c in endpoint.calls]
+    # Denials are never cached; allows are, per method, path and query, when caching is on.
+    assert asked.count(("GET", "/query")) == 2
+    assert asked.count(("POST", "/query")) == 2
+    assert asked.count(("GET", "/models")) == (2 if _cached(custom) else 4)
+
+
+def test_custom_cache_key_includes_named_headers(custom: tuple[str, CustomEndpoint]) -> None:
+    url, _ = custom
+    assert _get(url, "/models", "good-tenant", **{"X-Tenant": "a"}).status_code == 200
+    assert _get(url, "/models", "good-tenant", **{"X-Tenant": "b"}).status_code == 401
+    assert _get(url, "/models", "good-tenant").status_code == 401
+
+
+def test_custom_endpoint_no_store_is_never_cached(custom: tuple[str, CustomEndpoint]) -> None:
+    url, endpoint = custom
+    for _ in range(3):
+        assert _get(url, "/models", "good-nostore").status_code == 200
+    assert sum(c["api_key"] == "good-nostore" for c in endpoint.calls) == 3
 
 
 def test_custom_slow_or_failing_endpoint_fails_closed(custom: tuple[str, CustomEndpoint]) -> None:
@@ -194,6 +247,11 @@ def test_jwk_valid_token_maps_claims(jwk: tuple[str, KeySet]) -> None:
         ({"lifetime": -120}, "the token has expired"),
         ({"aud": "api://someone-else"}, "the token is for another audience"),
         ({"iss": "https://evil.test/"}, "the token is from another issuer"),
+        ({"nbf": int(time.time()) + 600}, "the token is not valid yet (nbf or iat in the future)"),
+        ({"iat": int(time.time()) + 600}, "the token is not valid yet (nbf or iat in the future)"),
+        ({"exp": None}, "the token has no 'exp' claim"),
+        ({"aud": None}, "the token has no 'aud' claim"),
+        ({"iss": None}, "the token has no 'iss' claim"),
     ],
 )
 def test_jwk_rejects_bad_claims(
@@ -203,6 +261,26 @@ def test_jwk_rejects_bad_claims(
     response = _get(url, "/query", keys.token(**claims))
     assert response.status_code == 401
     assert response.json()["detail"]["cause"] == cause
+
+
+def test_jwk_leeway_admits_small_clock_skew(jwk: tuple[str, KeySet]) -> None:
+    url, keys = jwk
+    skewed = keys.token(roles=["admin"], nbf=int(time.time()) + 30, iat=int(time.time()) + 30)
+    assert _get(url, "/query", skewed).status_code == 200
+
+
+def test_jwk_opt_out_accepts_any_audience_and_issuer() -> None:
+    keys = KeySet()
+    keys.add("k1")
+    with serve_jwks(keys) as jwks_url:
+        config = {
+            "module": "jwk",
+            "jwk": {"jwks_url": jwks_url, "allow_any_audience_and_issuer": True},
+        }
+        with run_uvicorn(_app(config)) as url:
+            other = keys.token(aud="api://another-app", iss="https://elsewhere.test/")
+            assert _get(url, "/query", other).status_code == 200
+            assert _get(url, "/query", keys.token(lifetime=-120)).status_code == 401
 
 
 def test_jwk_rejects_alg_none(jwk: tuple[str, KeySet]) -> None:

@@ -45,9 +45,11 @@ class KeySet:
         return {"keys": entries}
 
     def token(self, kid: str = "k1", *, lifetime: int = 300, **claims: Any) -> str:
+        """A signed token; a claim given as ``None`` is left out."""
         now = int(time.time())
         body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + lifetime}
         body |= claims
+        body = {name: value for name, value in body.items() if value is not None}
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
 
@@ -65,7 +67,11 @@ def serve_jwks(key_set: KeySet) -> Iterator[str]:
 
 @dataclass
 class CustomEndpoint:
-    """Allows ``good-*`` keys, is slow for ``slow`` and fails for ``boom``; records calls."""
+    """Allows ``good-*`` keys, is slow for ``slow`` and fails for ``boom``; records calls.
+
+    ``good-models`` is allowed only for ``GET /models``, ``good-tenant`` only with
+    ``X-Tenant: a``; ``good-nostore`` is allowed with ``Cache-Control: no-store``.
+    """
 
     calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -82,6 +88,17 @@ def serve_custom_endpoint(endpoint: CustomEndpoint) -> Iterator[str]:
             await asyncio.sleep(2)
         if key == "boom":
             return JSONResponse({"error": "internal"}, status_code=500)
+        context = body["request"]
+        scoped = {
+            "good-models": (context.get("method", "GET"), context["path"]) == ("GET", "/models"),
+            "good-tenant": context["headers"].get("x-tenant") == "a",
+        }
+        if not scoped.get(key, True):
+            return JSONResponse({"error": "not for this request"}, status_code=403)
+        if key == "good-nostore":
+            return JSONResponse(
+                {"principal": key, "roles": ["reader"]}, headers={"Cache-Control": "no-store"}
+            )
         if key.startswith("good"):
             roles = ["admin"] if key == "good-admin" else ["reader"]
             return JSONResponse({"principal": f"user-{key}", "roles": roles})

@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
         service = service.model_copy(update=overrides)
         config = config.model_copy(update={"service": service})
     configure_logging(service.log_level, service.log_format)
-    common = {
+    common: dict[str, object] = {
         "host": service.host,
         "port": service.port,
         "log_config": None,
         "access_log": False,  # llama-entra logs each request itself, with the principal
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": service.shutdown_timeout_seconds,
     }
     if service.workers > 1:
         # Each worker process loads the config itself and keeps its own token.
@@ -62,11 +62,24 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
+    from llama_entra.serving import GracefulServer
+    from llama_entra.tls import TlsReloader
+
+    tls = None
+    if service.tls is not None:
+        tls = TlsReloader(service.tls, source=str(args.config), key="service.tls")
+        context = tls.context
+        common["ssl_context_factory"] = lambda _config, _default: context
+
     async def serve() -> None:
         # Resources are built before uvicorn starts, so a bad run config is one line, exit 2.
         async with open_resources(config) as resources:
             app = create_app(config, resources=resources)
-            await uvicorn.Server(uvicorn.Config(app, **common)).serve()  # type: ignore[arg-type]
+            server = GracefulServer(
+                uvicorn.Config(app, **common),  # type: ignore[arg-type]
+                on_tick=tls.check if tls is not None else None,
+            )
+            await server.serve()
 
     asyncio.run(serve())
     return 0

@@ -4,8 +4,10 @@ Keys are fetched with an async HTTP client (never blocking the event loop), cach
 ``jwks_cache_seconds`` and fetched again when a token names an unknown ``kid`` (at most every
 ``unknown_kid_refetch_seconds``, so garbage tokens cannot make the service hammer the key
 endpoint). PyJWT checks the signature with the configured asymmetric algorithms only
-(``alg: none`` and HMAC never pass), and ``exp``, ``nbf``, ``iss`` and ``aud`` with the
-configured leeway.
+(``alg: none`` and HMAC never pass); ``exp`` is required, ``exp``, ``nbf`` and ``iat`` are
+checked with the configured leeway (a token not yet valid, or issued in the future, is refused),
+and ``iss`` and ``aud`` are required and checked unless the config explicitly opts out with
+``allow_any_audience_and_issuer`` (logged as a warning when the authenticator is built).
 """
 
 from __future__ import annotations
@@ -48,6 +50,22 @@ class JwkAuthenticator:
         self._config = config
         self._rules = rules
         self._clock = clock
+        unchecked = [
+            name
+            for name, unset in (
+                ("issuer", config.issuer is None),
+                ("audience", not config.audience),
+            )
+            if unset
+        ]
+        if unchecked:
+            logger.warning(
+                "jwk authentication does NOT check the token %s "
+                "(allow_any_audience_and_issuer: true): any token signed by %s is accepted, "
+                "including tokens minted for other applications",
+                " or ".join(unchecked),
+                config.jwks_url,
+            )
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
@@ -78,12 +96,22 @@ class JwkAuthenticator:
                 issuer=self._config.issuer,
                 leeway=self._config.leeway_seconds,
                 options={
-                    "require": ["exp"],
+                    "require": self._required,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_iss": self._config.issuer is not None,
                     "verify_aud": bool(self._config.audience),
                 },
             )
         except jwt.ExpiredSignatureError:
             raise UnauthenticatedError("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise UnauthenticatedError(
+                "the token is not valid yet (nbf or iat in the future)"
+            ) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise UnauthenticatedError(f"the token has no {exc.claim!r} claim") from None
         except jwt.InvalidAudienceError:
             raise UnauthenticatedError("the token is for another audience") from None
         except jwt.InvalidIssuerError:
@@ -91,6 +119,15 @@ class JwkAuthenticator:
         except jwt.InvalidTokenError as exc:
             raise UnauthenticatedError(f"invalid token: {type(exc).__name__}") from None
         return self._principal(claims)
+
+    @property
+    def _required(self) -> list[str]:
+        required = ["exp"]
+        if self._config.issuer is not None:
+            required.append("iss")
+        if self._config.audience:
+            required.append("aud")
+        return required
 
     def authorize(self, principal: Principal, action: Action) -> None:
         """Apply the authorization rules."""

@@ -10,19 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from llama_entra.errors import ConfigError
+from llama_entra.serving import GracefulServer
 
 __all__ = ["add_arguments", "main", "run"]
 
 READY_FILE = "emulator.json"
+SHUTDOWN_TIMEOUT_SECONDS = 5  # how long a stream may finish after SIGTERM/Ctrl-C
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
         lifespan="off",
         access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS,
     )
     ready_file = state_dir / READY_FILE
 
@@ -102,22 +104,9 @@ def run(args: argparse.Namespace) -> int:
         url = f"https://{host}:{port}"
         _announce(_describe(settings, url, certificates.ca_path, cert_path), ready_file)
 
-    server = _AnnouncingServer(config, announce)
+    server = GracefulServer(config, on_ready=announce)  # reports the port of --port 0
     server.run()
     return 0 if server.started else 1
-
-
-class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that reports its bound port once it listens (``--port 0``)."""
-
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[int], None]) -> None:
-        super().__init__(config)
-        self.on_ready = on_ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self.on_ready(self.servers[0].sockets[0].getsockname()[1])
 
 
 def _describe(settings: Any, url: str, ca_path: Path, cert_path: Path) -> dict[str, Any]:

@@ -8,10 +8,14 @@
   the caller gets the held token at once and a refresh starts in the background. Callers never
   wait for Entra while a valid token is held. A margin above half the token's lifetime counts
   as half, so a short-lived token is not fetched again on every call.
-- A failed fetch sets a retry time: exponential backoff with jitter, 1 s doubling to 30 s,
-  never later than the held token's expiry. Until then no new fetch starts: callers holding a
-  valid token keep getting it; callers without one get the recorded error at once, so a failing
-  Entra is asked once per backoff step, not once per request (no thundering herd).
+- A failed fetch sets a retry time. Until then no new fetch starts: callers holding a valid
+  token keep getting it; callers without one get the recorded error at once, so a failing Entra
+  is asked once per retry step, not once per request (no thundering herd).
+  - While a valid token is held (a background early refresh failed): exponential backoff with
+    jitter, 1 s doubling to 30 s, never later than the held token's expiry. Nobody is waiting.
+  - Without a valid token, callers are failing: the step is at most ``Backoff.without_token``
+    (1 s), however long the outage, so the first caller after Entra recovers gets a token
+    within about a second, while Entra still sees at most one request per second.
 - ``start()`` runs a background task that sleeps until the next refresh or retry point and
   refreshes then. It does nothing before the first token was fetched: start-up never calls Entra.
 - ``invalidate()`` drops the token (Azure answered 401); the next call fetches a new one.
@@ -40,6 +44,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from llama_entra.config import AzureEntraIdConfig
+from llama_entra.entra.backoff import Backoff
 from llama_entra.entra.credentials import TokenSource, build_credential, resolve_identity
 from llama_entra.entra.status import TokenStatus
 from llama_entra.entra.translate import translate_error
@@ -53,20 +58,6 @@ Clock = Callable[[], float]
 FetchObserver = Callable[[str, float], None]
 Sleep = Callable[[float], Awaitable[None]]
 CredentialFactory = Callable[[], Awaitable[TokenSource]]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delay before retry ``n`` (1-based): ``initial * 2**(n-1)``, plus jitter, capped."""
-
-    initial: float = 1.0
-    maximum: float = 30.0
-    jitter: float = 0.25
-
-    def delay(self, attempt: int, rand: float) -> float:
-        """Seconds to wait after the ``attempt``-th failure in a row; ``rand`` is in [0, 1)."""
-        base = self.initial * 2.0 ** min(attempt - 1, 30)
-        return min(self.maximum, base * (1 + self.jitter * rand))
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,9 +267,10 @@ class TokenManager:
         self._notify(_outcome(error), started)
         now = self._clock()
         attempts = self._failure.attempts + 1 if self._failure else 1
-        retry_at = now + self._backoff.delay(attempts, self._rand())
         held = self._held
-        if held is not None and now < held.expires_on:
+        token_held = held is not None and now < held.expires_on
+        retry_at = now + self._backoff.delay(attempts, self._rand(), token_held=token_held)
+        if held is not None and token_held:
             retry_at = min(retry_at, held.expires_on)
         self._failure = _Failure(error, attempts, retry_at)
         self._last_error = error.cause

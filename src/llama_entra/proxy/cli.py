@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from llama_entra.errors import ConfigError
     from llama_entra.logs import configure_logging
     from llama_entra.proxy.app import create_proxy_app
+    from llama_entra.serving import GracefulServer
+    from llama_entra.tls import TlsReloader
 
     config = load_config(args.config)
     changes = {
@@ -49,14 +51,23 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(str(first["msg"]).removeprefix("Value error, "), key=flag) from None
         config = config.model_copy(update={"proxy": proxy})
     configure_logging(config.service.log_level, config.service.log_format)
+    tls = None
+    if config.proxy.tls is not None:
+        tls = TlsReloader(config.proxy.tls, source=str(args.config), key="proxy.tls")
+    context = tls.context if tls is not None else None
     app = create_proxy_app(config)
-    uvicorn.run(
-        app,
-        host=config.proxy.host,
-        port=config.proxy.port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        server_header=False,  # the upstream's Date and Server headers pass through
-        date_header=False,
+    server = GracefulServer(
+        uvicorn.Config(
+            app,
+            host=config.proxy.host,
+            port=config.proxy.port,
+            log_config=None,
+            timeout_graceful_shutdown=config.proxy.shutdown_timeout_seconds,  # type: ignore[arg-type]
+            server_header=False,  # the upstream's Date and Server headers pass through
+            date_header=False,
+            ssl_context_factory=(lambda _config, _default: context) if context else None,
+        ),
+        on_tick=tls.check if tls is not None else None,
     )
-    return 0
+    server.run()
+    return 0 if server.started else 1
