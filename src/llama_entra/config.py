@@ -239,7 +239,15 @@ def _blank(value: object) -> bool:
 
 
 AuthAction = Literal[
-    "query", "streaming_query", "chat", "responses", "models", "info", "metrics", "*"
+    "query",
+    "streaming_query",
+    "conversations",
+    "chat",
+    "responses",
+    "models",
+    "info",
+    "metrics",
+    "*",
 ]
 
 

@@ -1,31 +1,184 @@
-"""Conversation history in Llama Stack's own conversation store.
+"""Conversations of the lightspeed routes: Llama Stack's conversation store, scoped per caller.
 
-``/v1/query`` keeps each turn (user question, model answer) as items of a Llama Stack
-conversation, so history survives restarts (it lives in the run config's store) and the same
-conversation can be continued through the Responses API.
+``/v1/query`` keeps each turn (question, answer) as items of a Llama Stack conversation, so
+history survives restarts and the same conversation can be continued through the Responses API.
+Each conversation llama-entra creates carries its owner (the caller's principal) in its
+Llama Stack metadata; a caller asking for another caller's conversation gets the same 404 as for
+one that does not exist. The ``ConversationIndex`` remembers which conversations each owner has
+(Llama Stack cannot list them) and per-turn model and times.
+
+Turns are rebuilt from the items by pairing each assistant message with the oldest question
+still unanswered: llama-stack 0.7.3 orders items by a per-second timestamp, so two turns
+recorded within one second can come back interleaved.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
 from llama_entra.backends import StackClient
+from llama_entra.conversation_ids import llama_stack_id
+from llama_entra.conversation_index import ConversationIndex, IndexedConversation, IndexedTurn
+from llama_entra.errors import ConversationNotFoundError, NotFoundError
 
-__all__ = ["load_history", "record_turn"]
+__all__ = ["OWNER_KEY", "ConversationStore", "Turn", "iso"]
+
+OWNER_KEY = "llama_entra_owner"
+JSON = dict[str, Any]
 
 
-async def load_history(client: StackClient, conversation_id: str) -> list[dict[str, str]]:
-    """The conversation's messages, oldest first, as chat messages (404 if unknown)."""
-    messages = await client.conversation_messages(conversation_id)
-    return [{"role": message.role, "content": message.text} for message in messages]
+def iso(seconds: float) -> str:
+    """Unix seconds as an ISO 8601 UTC timestamp."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def record_turn(
-    client: StackClient, conversation_id: str, question: str, answer: str
-) -> None:
-    """Append the user's question and the model's answer to the conversation (one call)."""
-    await client.add_conversation_items(
-        conversation_id,
-        [
-            {"type": "message", "role": "user", "content": question},
-            {"type": "message", "role": "assistant", "content": answer},
-        ],
-    )
+@dataclass
+class Turn:
+    """One question and what answered it (tool calls and results included)."""
+
+    messages: list[JSON] = field(default_factory=list)
+    tool_calls: list[JSON] = field(default_factory=list)
+    tool_results: list[JSON] = field(default_factory=list)
+    answered: bool = False
+
+
+class ConversationStore:
+    """Creates, finds, lists and deletes a caller's conversations."""
+
+    def __init__(self, client: StackClient, index: ConversationIndex) -> None:
+        self.client = client
+        self.index = index
+
+    async def create(self, owner: str) -> str:
+        """A new conversation owned by ``owner``; its Llama Stack id."""
+        conversation_id = await self.client.create_conversation({OWNER_KEY: owner})
+        await self.index.add(conversation_id, owner, time.time())
+        return conversation_id
+
+    async def open(self, raw_id: str, owner: str, *, in_path: bool = False) -> str:
+        """The Llama Stack id of ``owner``'s conversation ``raw_id``; else 404 (400/422: malformed).
+
+        A conversation without an owner (made through ``/v1/responses``) is open to every caller.
+        """
+        conversation_id = llama_stack_id(raw_id, in_path=in_path)
+        if conversation_id is None:
+            raise ConversationNotFoundError(raw_id)
+        metadata = await self.metadata(conversation_id)
+        if metadata.get(OWNER_KEY, owner) != owner:
+            raise ConversationNotFoundError(conversation_id)
+        return conversation_id
+
+    async def metadata(self, conversation_id: str) -> Mapping[str, str]:
+        """The conversation's Llama Stack metadata (404 if unknown)."""
+        try:
+            record = await self.client.retrieve_conversation(conversation_id)
+        except NotFoundError as exc:
+            raise ConversationNotFoundError(conversation_id) from exc
+        return record.metadata
+
+    async def turns(self, conversation_id: str) -> list[Turn]:
+        """The conversation's turns, oldest first."""
+        turns: list[Turn] = []
+        for item in await self.client.conversation_items(conversation_id):
+            kind = item.get("type")
+            if kind == "message" and item.get("role") == "user":
+                turns.append(Turn(messages=[{"content": _text(item), "type": "user"}]))
+                continue
+            if not turns:
+                turns.append(Turn())
+            if kind == "message" and item.get("role") in ("assistant", "system", "developer"):
+                waiting = next((t for t in turns if not t.answered), turns[-1])
+                waiting.messages.append({"content": _text(item), "type": item["role"]})
+                waiting.answered = waiting.answered or item["role"] == "assistant"
+            elif kind == "function_call":
+                turns[-1].tool_calls.append(_tool_call(item))
+            elif kind == "function_call_output":
+                turns[-1].tool_results.append(_tool_result(item))
+        return turns
+
+    async def history(self, conversation_id: str) -> list[dict[str, str]]:
+        """The conversation's messages as chat messages, question before answer."""
+        return [
+            {"role": message["type"], "content": message["content"]}
+            for turn in await self.turns(conversation_id)
+            for message in turn.messages
+        ]
+
+    async def record_turn(
+        self, conversation_id: str, question: str, answer: str, turn: IndexedTurn
+    ) -> None:
+        """Append question and answer to the conversation (one call) and index the turn."""
+        await self.client.add_conversation_items(
+            conversation_id,
+            [
+                {"type": "message", "role": "user", "content": question},
+                {"type": "message", "role": "assistant", "content": answer},
+            ],
+        )
+        await self.index.add_turn(conversation_id, turn)
+
+    async def listed(self, owner: str) -> list[IndexedConversation]:
+        """``owner``'s conversations, most recently used first."""
+        return await self.index.of_owner(owner)
+
+    async def indexed(self, conversation_id: str) -> IndexedConversation | None:
+        """What the index knows about a conversation."""
+        return await self.index.get(conversation_id)
+
+    async def indexed_turns(self, conversation_id: str) -> list[IndexedTurn]:
+        """Per-turn model and times the index recorded."""
+        return await self.index.turns(conversation_id)
+
+    async def delete(self, conversation_id: str) -> None:
+        """Delete the conversation from Llama Stack and the index."""
+        try:
+            await self.client.delete_conversation(conversation_id)
+        except NotFoundError as exc:
+            await self.index.remove(conversation_id)
+            raise ConversationNotFoundError(conversation_id) from exc
+        await self.index.remove(conversation_id)
+
+    async def set_topic(self, conversation_id: str, summary: str) -> None:
+        """Store the topic summary in the conversation's metadata and the index."""
+        metadata = dict(await self.metadata(conversation_id))
+        metadata["topic_summary"] = summary
+        await self.client.update_conversation_metadata(conversation_id, metadata)
+        await self.index.set_topic(conversation_id, summary)
+
+
+def _text(item: JSON) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _tool_call(item: JSON) -> JSON:
+    try:
+        args = json.loads(item.get("arguments") or "{}")
+    except ValueError:
+        args = {"arguments": item.get("arguments")}
+    return {
+        "id": str(item.get("call_id") or item.get("id") or ""),
+        "name": str(item.get("name") or ""),
+        "args": args if isinstance(args, dict) else {"arguments": args},
+        "type": "tool_call",
+    }
+
+
+def _tool_result(item: JSON) -> JSON:
+    output = item.get("output")
+    return {
+        "id": str(item.get("call_id") or item.get("id") or ""),
+        "status": "success",
+        "content": output if isinstance(output, str) else json.dumps(output),
+        "type": "tool_result",
+        "round": 1,
+    }

@@ -16,7 +16,10 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
     │   │   └── UpstreamConnectionError  the connection failed or was dropped mid-call
     │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
-    ├── NotFoundError             unknown model or conversation      -> 404
+    ├── NotFoundError             a named thing does not exist       -> 404
+    │   ├── ModelNotFoundError     unknown model or provider
+    │   └── ConversationNotFoundError  unknown conversation (or another caller's)
+    ├── InvalidInputError         the caller's input is wrong        -> 422 (or 400)
     └── AuthError                 an inbound caller is not let in
         ├── UnauthenticatedError   no or bad caller credential        -> 401
         ├── ForbiddenError         authenticated, action not allowed  -> 403
@@ -32,8 +35,11 @@ __all__ = [
     "AuthError",
     "AuthUnavailableError",
     "ConfigError",
+    "ConversationNotFoundError",
     "ForbiddenError",
+    "InvalidInputError",
     "LlamaEntraError",
+    "ModelNotFoundError",
     "NotFoundError",
     "TokenError",
     "TokenRejectedError",
@@ -110,7 +116,44 @@ class UpstreamAuthError(UpstreamError):
 
 
 class NotFoundError(LlamaEntraError):
-    """A model or conversation the caller named does not exist."""
+    """A model or conversation the caller named does not exist.
+
+    ``response`` is the short summary callers see (lightspeed-stack's wording), the message
+    the cause.
+    """
+
+    response = "Not found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No served model matches the model (and provider) the caller named."""
+
+    def __init__(self, cause: str, *, response: str = "Model not found") -> None:
+        self.response = response
+        super().__init__(cause)
+
+
+class ConversationNotFoundError(NotFoundError):
+    """The conversation does not exist, or belongs to another caller."""
+
+    response = "Conversation not found"
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"Conversation with ID {conversation_id} does not exist")
+
+
+class InvalidInputError(LlamaEntraError):
+    """The caller's input is well-formed JSON but not acceptable (422, or 400 for a bad path id).
+
+    ``response`` is the summary, ``cause`` the detail, as in lightspeed-stack's error bodies.
+    """
+
+    def __init__(self, response: str, cause: str, *, status: int = 422) -> None:
+        self.response = response
+        self.cause = cause
+        self.status = status
+        super().__init__(f"{response}: {cause}")
 
 
 class AuthError(LlamaEntraError):

@@ -22,7 +22,7 @@ from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager
 from llama_entra.errors import (
     LlamaEntraError,
-    NotFoundError,
+    ModelNotFoundError,
     UpstreamAuthError,
     UpstreamConnectionError,
     UpstreamError,
@@ -124,7 +124,7 @@ class ClientHolder:
         if wanted is None:
             llms = [model for model in self._models.values() if model.model_type == "llm"]
             if not llms:
-                raise NotFoundError("no language model is registered in Llama Stack")
+                raise ModelNotFoundError("no language model is registered in Llama Stack")
             return llms[0]
         for attempt in range(2):
             found = self._match(wanted, provider)
@@ -132,7 +132,11 @@ class ClientHolder:
                 return found
             if attempt == 0:
                 await self.models()  # registered since the last listing?
-        raise NotFoundError(f"model {_label(wanted, provider)} is not served by Llama Stack")
+        if provider is not None and all(m.provider_id != provider for m in self._models.values()):
+            raise ModelNotFoundError(
+                f"Provider with ID {provider} does not exist", response="Provider not found"
+            )
+        raise ModelNotFoundError(f"Model with ID {_label(wanted, provider)} does not exist")
 
     def _match(self, wanted: str, provider: str | None) -> ModelInfo | None:
         if provider is None and wanted in self._models:
@@ -271,4 +275,6 @@ def _is_unauthorized(exc: LlamaEntraError) -> bool:
 
 
 def _label(name: str, provider: str | None) -> str:
-    return f"'{provider}/{name}'" if provider else f"'{name}'"
+    if provider and not name.startswith(f"{provider}/"):
+        return f"{provider}/{name}"
+    return name

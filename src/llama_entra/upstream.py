@@ -78,7 +78,20 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return upstream_error(status, str(exc) or type(exc).__name__)
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
     if isinstance(exc, ValueError) and "API key" in str(exc):
         return UpstreamError("Azure OpenAI credentials were not sent with the call", status=502)
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+    for kind, status in _SERVER_STATUS:
+        if isinstance(exc, kind):
+            return upstream_error(status, first_line)
     return UpstreamError(f"Llama Stack call failed: {first_line}", status=502)
+
+
+# What a Llama Stack server answers for these exceptions (its exception mapping), in MRO order.
+_SERVER_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (ValueError, 400),  # pydantic's ValidationError too
+    (PermissionError, 403),
+    (NotImplementedError, 501),
+    (TimeoutError, 504),
+    (ConnectionError, 502),
+)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the client holder, and the caller's principal for an action."""
+"""FastAPI dependencies: the client holder, the conversation store, and the caller's principal."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llama_entra.auth import Action, Authenticator, Principal
+from llama_entra.conversations import ConversationStore
 from llama_entra.stack import ClientHolder
 
-__all__ = ["HolderDep", "authorized"]
+__all__ = ["ConversationsDep", "HolderDep", "authorized"]
 
 
 def get_holder(request: Request) -> ClientHolder:
     """The client holder the lifespan built."""
     holder: ClientHolder = request.app.state.holder
     return holder
+
+
+def get_conversations(request: Request) -> ConversationStore:
+    """The conversation store the lifespan built."""
+    store: ConversationStore = request.app.state.conversations
+    return store
 
 
 def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
@@ -36,3 +43,4 @@ def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
 
 
 HolderDep = Annotated[ClientHolder, Depends(get_holder)]
+ConversationsDep = Annotated[ConversationStore, Depends(get_conversations)]

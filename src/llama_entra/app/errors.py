@@ -1,15 +1,20 @@
-"""The only place where errors become HTTP answers: one body shape for every status.
+"""The only place where errors become HTTP answers, in the shape the route's clients expect.
 
-``{"detail": {"response": <what failed>, "cause": <why>}}``; token problems are 503 naming
-Entra ID, Azure errors 502 (client-side statuses such as 429 pass through), a missing model or
-conversation 404, bad bodies 422, inbound auth 401/403/503. Nothing a caller or Azure can cause
-becomes a 500, and no body carries a secret or a traceback.
+lightspeed-stack's routes (``/v1/query``, conversations, info, ...) answer
+``{"detail": {"response": <what failed>, "cause": <why>}}``; the OpenAI-compatible routes
+(``/v1/chat/completions``, ``/v1/responses``) answer OpenAI's ``{"error": {"message", "type",
+"code", "param"}}`` so SDKs expose ``e.code`` and ``e.type``; routes both kinds of client call
+(``/v1/models``) and unknown routes carry both keys. Token problems are 503 naming Entra ID,
+Azure errors 502 (client-side statuses such as 429 pass through), unknown models and
+conversations 404, bad input 422 (400 for a malformed id in a path), inbound auth 401/403/503.
+Nothing a caller or Azure can cause becomes a 500, and no body carries a secret or a traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,8 +23,11 @@ from starlette.responses import JSONResponse
 
 from llama_entra.errors import (
     AuthUnavailableError,
+    ConversationNotFoundError,
     ForbiddenError,
+    InvalidInputError,
     LlamaEntraError,
+    ModelNotFoundError,
     NotFoundError,
     TokenError,
     UnauthenticatedError,
@@ -28,18 +36,60 @@ from llama_entra.errors import (
     UpstreamUnavailableError,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_and_body"]
+__all__ = [
+    "Shape",
+    "error_body",
+    "error_code",
+    "install_error_handlers",
+    "openai_error",
+    "shape_for",
+    "shaped_body",
+    "status_and_body",
+]
 
 logger = logging.getLogger(__name__)
 
+Shape = Literal["lightspeed", "openai", "both"]
+_OPENAI_ROUTES = ("/v1/chat/completions", "/v1/responses")
+_BOTH_ROUTES = ("/v1/models",)
+
+
+def shape_for(path: str, *, known_route: bool = True) -> Shape:
+    """Which error shape the clients of ``path`` read (unknown routes get both)."""
+    if not known_route:
+        return "both"
+    if any(path == route or path.startswith(route + "/") for route in _OPENAI_ROUTES):
+        return "openai"
+    if path in _BOTH_ROUTES:
+        return "both"
+    return "lightspeed"
+
 
 def error_body(response: str, cause: str) -> dict[str, Any]:
-    """The one error body shape."""
+    """lightspeed-stack's error body."""
     return {"detail": {"response": response, "cause": cause}}
 
 
+def openai_error(status: int, response: str, cause: str, code: str | None) -> dict[str, Any]:
+    """OpenAI's error object (the value of the body's ``error`` key)."""
+    message = f"{response}: {cause}" if cause and cause != response else response
+    return {"message": message, "type": _openai_type(status), "code": code, "param": None}
+
+
+def shaped_body(
+    shape: Shape, status: int, response: str, cause: str, code: str | None
+) -> dict[str, Any]:
+    """The error body for ``shape``."""
+    body: dict[str, Any] = {}
+    if shape in ("lightspeed", "both"):
+        body |= error_body(response, cause)
+    if shape in ("openai", "both"):
+        body["error"] = openai_error(status, response, cause, code)
+    return body
+
+
 def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """HTTP status, body and extra headers for ``exc``."""
+    """HTTP status, lightspeed body and extra headers for ``exc``."""
     match exc:
         case TokenError():
             return 503, error_body("Entra ID token unavailable", exc.cause), {"Retry-After": "5"}
@@ -50,7 +100,9 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
         case AuthUnavailableError():
             return 503, error_body("Authentication unavailable", str(exc)), {}
         case NotFoundError():
-            return 404, error_body("Not found", str(exc)), {}
+            return 404, error_body(exc.response, str(exc)), {}
+        case InvalidInputError():
+            return exc.status, error_body(exc.response, exc.cause), {}
         case UpstreamUnavailableError():
             return 503, error_body("Llama Stack unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamAuthError():
@@ -63,38 +115,103 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
             return 500, error_body("Internal error", type(exc).__name__), {}
 
 
+def error_code(exc: LlamaEntraError, status: int) -> str:
+    """A stable machine-readable code for OpenAI-shaped errors."""
+    match exc:
+        case ModelNotFoundError():
+            return "model_not_found"
+        case ConversationNotFoundError():
+            return "conversation_not_found"
+        case TokenError():
+            return "entra_token_unavailable"
+        case UnauthenticatedError():
+            return "invalid_api_key"
+        case ForbiddenError():
+            return "permission_denied"
+        case UpstreamUnavailableError():
+            return "llama_stack_unavailable"
+        case UpstreamAuthError():
+            return "azure_rejected_token"
+        case _:
+            return _status_code(status)
+
+
+def _status_code(status: int) -> str:
+    return {
+        400: "invalid_request",
+        401: "invalid_api_key",
+        403: "permission_denied",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+        422: "invalid_request",
+        429: "rate_limit_exceeded",
+    }.get(status, "upstream_error" if status >= 500 else "invalid_request")
+
+
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def _known_route(request: Request) -> bool:
+    return request.scope.get("route") is not None
+
+
 async def _llama_entra_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LlamaEntraError)  # noqa: S101 - registered for this type only
     status, body, headers = status_and_body(exc)
     if status >= 500:
         logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-    return JSONResponse(body, status_code=status, headers=headers)
+    detail = body["detail"]
+    shape = shape_for(request.url.path)
+    content = shaped_body(
+        shape, status, detail["response"], detail["cause"], error_code(exc, status)
+    )
+    return JSONResponse(content, status_code=status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
-    cause = f"{where}: {first.get('msg', 'invalid')}"
-    return JSONResponse(error_body("Invalid request", cause), status_code=422)
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    shape = shape_for(request.url.path)
+    content = shaped_body(shape, 422, "Invalid request", f"{where}: {message}", "invalid_request")
+    if "error" in content:
+        content["error"]["param"] = where
+    return JSONResponse(content, status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
     headers = dict(exc.headers) if exc.headers else None
+    known = _known_route(request)
+    shape = shape_for(request.url.path, known_route=known)
+    status = exc.status_code
+    response, cause = _reason(status), str(exc.detail)
+    if not known and status in (404, 405):
+        # Not an unknown model: say which URL is unknown, as OpenAI does ("Invalid URL").
+        response = "Invalid URL" if status == 404 else "Method not allowed"
+        cause = f"{request.method} {request.url.path}"
     return JSONResponse(
-        error_body(_reason(exc.status_code), str(exc.detail)), exc.status_code, headers
+        shaped_body(shape, status, response, cause, _status_code(status)), status, headers
     )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body("Internal error", type(exc).__name__), status_code=500)
+    shape = shape_for(request.url.path)
+    body = shaped_body(shape, 500, "Internal error", type(exc).__name__, "internal_error")
+    return JSONResponse(body, status_code=500)
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:

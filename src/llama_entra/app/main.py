@@ -17,9 +17,20 @@ from fastapi import FastAPI
 from llama_entra.app.errors import install_error_handlers
 from llama_entra.app.metrics import ServiceMetrics
 from llama_entra.app.middleware import RequestContextMiddleware
-from llama_entra.app.routers import health, metrics, models, openai_compat, query
+from llama_entra.app.routers import (
+    conversations,
+    health,
+    metrics,
+    models,
+    openai_compat,
+    query,
+    root,
+    streaming,
+)
 from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
 from llama_entra.config import LlamaEntraConfig
+from llama_entra.conversation_index import ConversationIndex
+from llama_entra.conversations import ConversationStore
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.stack import ClientHolder
 from llama_entra.stack_client import build_stack_client, check_server, prime_stores
@@ -36,6 +47,7 @@ class ServiceResources:
     authenticator: Authenticator
     tokens: TokenManager | None
     holder: ClientHolder
+    conversations: ConversationStore
 
 
 @asynccontextmanager
@@ -63,7 +75,8 @@ async def open_resources(
         await prime_stores(client)
         holder = ClientHolder(config, client, manager, mode=config.llama_stack.mode)
         stack.push_async_callback(holder.aclose)
-        yield ServiceResources(authenticator, manager, holder)
+        index = ConversationIndex(config.service.state_dir / "conversations.sqlite3")
+        yield ServiceResources(authenticator, manager, holder, ConversationStore(client, index))
 
 
 def create_app(
@@ -86,6 +99,7 @@ def create_app(
                 held = await stack.enter_async_context(open_resources(config, tokens=tokens))
             app.state.authenticator = held.authenticator
             app.state.holder = held.holder
+            app.state.conversations = held.conversations
             app.state.metrics.attach(held.holder)
             logger.info("llama-entra ready (%s mode)", config.llama_stack.mode)
             yield
@@ -100,7 +114,8 @@ def create_app(
     app.state.metrics_require_auth = config.authentication.model_dump().get(
         "metrics_require_auth", False
     )
-    for router_module in (query, openai_compat, models, health, metrics):
+    routers = (root, query, streaming, conversations, openai_compat, models, health, metrics)
+    for router_module in routers:
         app.include_router(router_module.router)
     install_error_handlers(app)
     app.add_middleware(

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llama_entra.app.errors import error_body
+from llama_entra.app.errors import shape_for, shaped_body
 from llama_entra.app.metrics import ServiceMetrics
 from llama_entra.logs import bind_request_id
 
@@ -84,7 +84,7 @@ class RequestContextMiddleware:
         except _BodyTooLargeError:
             if response_started:
                 raise
-            await self._too_large(send_with_id)
+            await self._too_large(send_with_id, scope["path"])
         finally:
             self.metrics.in_progress.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -110,10 +110,12 @@ class RequestContextMiddleware:
                 },
             )
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            error_body("Request body too large", f"the limit is {self.max_body_bytes} bytes")
-        ).encode()
+    async def _too_large(self, send: Send, path: str) -> None:
+        cause = f"the limit is {self.max_body_bytes} bytes"
+        shaped = shaped_body(
+            shape_for(path), 413, "Request body too large", cause, "request_too_large"
+        )
+        body = json.dumps(shaped).encode()
         await send(
             {
                 "type": "http.response.start",

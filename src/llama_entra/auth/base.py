@@ -15,7 +15,9 @@ from starlette.requests import HTTPConnection
 
 __all__ = ["ANONYMOUS", "Action", "Authenticator", "NoopAuthenticator", "Principal"]
 
-Action = Literal["query", "streaming_query", "chat", "responses", "models", "info", "metrics"]
+Action = Literal[
+    "query", "streaming_query", "conversations", "chat", "responses", "models", "info", "metrics"
+]
 
 
 @dataclass(frozen=True)

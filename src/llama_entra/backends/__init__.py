@@ -14,7 +14,7 @@ from importlib.util import find_spec
 
 from llama_entra.backends.base import (
     Backend,
-    ConversationMessage,
+    ConversationRecord,
     Headers,
     ListedModel,
     ListedProvider,
@@ -25,7 +25,7 @@ from llama_entra.errors import ConfigError
 __all__ = [
     "PROVIDER_DATA_HEADERS",
     "Backend",
-    "ConversationMessage",
+    "ConversationRecord",
     "Headers",
     "ListedModel",
     "ListedProvider",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "Backend",
-    "ConversationMessage",
+    "ConversationRecord",
     "Headers",
     "ListedModel",
     "ListedProvider",
@@ -47,11 +47,12 @@ class ListedProvider:
 
 
 @dataclass(frozen=True, slots=True)
-class ConversationMessage:
-    """One message item of a conversation, its content flattened to text."""
+class ConversationRecord:
+    """A conversation as Llama Stack stores it: id, creation time (Unix s), metadata."""
 
-    role: str
-    text: str
+    id: str
+    created_at: int
+    metadata: Mapping[str, str]
 
 
 class StackClient(Protocol):
@@ -90,16 +91,26 @@ class StackClient(Protocol):
         """Return when the server answers its health call within ``seconds``."""
         ...
 
-    async def create_conversation(self) -> str:
-        """A new, empty conversation; its id."""
+    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
+        """A new, empty conversation with ``metadata``; its id."""
+        ...
+
+    async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
+        """One conversation (``NotFoundError`` if unknown)."""
+        ...
+
+    async def update_conversation_metadata(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> None:
+        """Replace a conversation's metadata (Llama Stack keeps no partial update)."""
+        ...
+
+    async def conversation_items(self, conversation_id: str) -> list[JSON]:
+        """Every item of the conversation, oldest first, read page by page, as JSON."""
         ...
 
     async def delete_conversation(self, conversation_id: str) -> None:
         """Delete a conversation."""
-        ...
-
-    async def conversation_messages(self, conversation_id: str) -> list[ConversationMessage]:
-        """The conversation's message items, oldest first."""
         ...
 
     async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:

@@ -20,12 +20,12 @@ from llama_stack_client import AsyncLlamaStackClient
 from llama_entra.backends.base import (
     JSON,
     Backend,
-    ConversationMessage,
+    ConversationRecord,
     Headers,
     ListedModel,
     ListedProvider,
 )
-from llama_entra.backends.records import listed_model, message_of, to_json
+from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.errors import (
     LlamaEntraError,
     UpstreamConnectionError,
@@ -128,26 +128,38 @@ class LlamaStackClientAdapter:
         with _translated():
             await self.raw.with_options(timeout=seconds, max_retries=0).inspect.health()
 
-    async def create_conversation(self) -> str:
+    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
         """See ``StackClient``."""
         with _translated():
-            conversation = await self.raw.conversations.create()
+            conversation = await self.raw.conversations.create(metadata=dict(metadata or {}))
         return str(conversation.id)
+
+    async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
+        """See ``StackClient``."""
+        with _translated():
+            return conversation_record(await self.raw.conversations.retrieve(conversation_id))
+
+    async def update_conversation_metadata(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> None:
+        """See ``StackClient``."""
+        with _translated():
+            await self.raw.conversations.update(conversation_id, metadata=dict(metadata))
+
+    async def conversation_items(self, conversation_id: str) -> list[JSON]:
+        """See ``StackClient``.
+
+        llama-stack 0.7.3 ignores ``after`` and answers one page of at most 100 items (the
+        oldest), so that is what there is; the SDK's paginator stops after it.
+        """
+        with _translated():
+            pages = self.raw.conversations.items.list(conversation_id, order="asc", limit=100)
+            return [to_json(item) async for item in pages]
 
     async def delete_conversation(self, conversation_id: str) -> None:
         """See ``StackClient``."""
         with _translated():
             await self.raw.conversations.delete(conversation_id)
-
-    async def conversation_messages(self, conversation_id: str) -> list[ConversationMessage]:
-        """See ``StackClient``."""
-        messages: list[ConversationMessage] = []
-        with _translated():
-            async for item in self.raw.conversations.items.list(conversation_id, order="asc"):
-                message = message_of(item)
-                if message is not None:
-                    messages.append(message)
-        return messages
 
     async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
         """See ``StackClient``."""

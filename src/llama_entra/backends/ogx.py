@@ -25,12 +25,12 @@ from ogx_client.exceptions import ApiException
 from llama_entra.backends.base import (
     JSON,
     Backend,
-    ConversationMessage,
+    ConversationRecord,
     Headers,
     ListedModel,
     ListedProvider,
 )
-from llama_entra.backends.records import listed_model, message_of
+from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.errors import (
     LlamaEntraError,
     UpstreamConnectionError,
@@ -170,18 +170,27 @@ class OgxClientAdapter:
         with _translated():
             await self.raw.inspect.health(_request_timeout=seconds)
 
-    async def create_conversation(self) -> str:
+    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
         """See ``StackClient``."""
-        conversation = await self._call(lambda: self.raw.conversations.create(metadata={}))
+        create = self.raw.conversations.create
+        conversation = await self._call(lambda: create(metadata=dict(metadata or {})))
         return str(conversation.id)
 
-    async def delete_conversation(self, conversation_id: str) -> None:
+    async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
-        await self._call(lambda: self.raw.conversations.delete(conversation_id))
+        retrieve = self.raw.conversations.retrieve
+        return conversation_record(await self._call(lambda: retrieve(conversation_id)))
 
-    async def conversation_messages(self, conversation_id: str) -> list[ConversationMessage]:
+    async def update_conversation_metadata(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> None:
         """See ``StackClient``."""
-        messages: list[ConversationMessage] = []
+        update = self.raw.conversations.update
+        await self._call(lambda: update(conversation_id, metadata=dict(metadata)))
+
+    async def conversation_items(self, conversation_id: str) -> list[JSON]:
+        """See ``StackClient``: ogx-client returns one page per call, so follow ``last_id``."""
+        items: list[JSON] = []
         after: str | None = None
         while True:
             page = await self._call(
@@ -189,14 +198,16 @@ class OgxClientAdapter:
                     conversation_id, order="asc", limit=100, after=after
                 )
             )
-            for item in page.data:
-                item = getattr(item, "actual_instance", None) or item
-                message = message_of(item)
-                if message is not None:
-                    messages.append(message)
+            items.extend(
+                to_json(getattr(item, "actual_instance", None) or item) for item in page.data
+            )
             if not page.has_more or not page.data:
-                return messages
+                return items
             after = page.last_id
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """See ``StackClient``."""
+        await self._call(lambda: self.raw.conversations.delete(conversation_id))
 
     async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
         """See ``StackClient``."""

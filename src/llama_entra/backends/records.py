@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_entra.backends.base import JSON, ConversationMessage, ListedModel
+from llama_entra.backends.base import JSON, ConversationRecord, ListedModel
 
-__all__ = ["listed_model", "message_of", "to_json"]
-
-_ROLES = frozenset({"user", "assistant", "system", "developer"})
+__all__ = ["conversation_record", "listed_model", "to_json"]
 
 
 def to_json(obj: Any) -> JSON:
@@ -37,20 +35,11 @@ def listed_model(model: Any) -> ListedModel:
     )
 
 
-def message_of(item: Any) -> ConversationMessage | None:
-    """A conversation item as a message, or None for items that are not chat messages."""
-    if getattr(item, "type", None) != "message":
-        return None
-    role = str(getattr(item, "role", ""))
-    if role not in _ROLES:
-        return None
-    return ConversationMessage(role=role, text=_text(getattr(item, "content", "")))
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(getattr(part, "text", "") or "") for part in content)
-    actual = getattr(content, "actual_instance", None)  # ogx-client's oneOf wrapper
-    return _text(actual) if actual is not None else ""
+def conversation_record(conversation: Any) -> ConversationRecord:
+    """A conversation object of either client as a record (metadata values as strings)."""
+    metadata = getattr(conversation, "metadata", None) or {}
+    return ConversationRecord(
+        id=str(conversation.id),
+        created_at=int(getattr(conversation, "created_at", 0) or 0),
+        metadata={str(key): str(value) for key, value in dict(metadata).items()},
+    )

@@ -1,7 +1,9 @@
 """Probes and service information: ``/liveness``, ``/readiness``, ``/v1/info``.
 
-Probes never rebuild anything and never need Entra ID: readiness reports whether Llama Stack
-answers; the Entra state is in ``/v1/info``.
+Field names follow lightspeed-stack (``alive``; ``ready``, ``reason``, ``providers``; ``name``,
+``service_version``, ``llama_stack_version``) with llama-entra's own additions. Probes never
+rebuild anything and never need Entra ID: readiness reports whether Llama Stack answers; the
+Entra state is in ``/v1/info`` and on the status page.
 """
 
 from __future__ import annotations
@@ -9,18 +11,38 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
 from llama_entra.app.deps import HolderDep, authorized
 from llama_entra.app.errors import error_body
+from llama_entra.app.schemas import ErrorDetail
 from llama_entra.auth import Authenticator, Principal
 from llama_entra.backends import package_version
 from llama_entra.errors import LlamaEntraError
+from llama_entra.stack import ClientHolder
 
-__all__ = ["router"]
+__all__ = ["router", "service_info"]
 
 router = APIRouter(tags=["health"])
 _READINESS_TIMEOUT = 2.0
+
+
+class ProviderHealthStatus(BaseModel):
+    """A provider that is not healthy, and why."""
+
+    provider_id: str
+    status: str
+    message: str | None = None
+
+
+class ReadinessResponse(BaseModel):
+    """Readiness in lightspeed-stack's fields; ``detail`` too when not ready."""
+
+    ready: bool
+    reason: str
+    providers: list[ProviderHealthStatus]
+    detail: ErrorDetail | None = None
 
 
 @router.get("/liveness")
@@ -29,22 +51,22 @@ async def liveness() -> dict[str, bool]:
     return {"alive": True}
 
 
-@router.get("/readiness")
+@router.get(
+    "/readiness", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}}
+)
 async def readiness(holder: HolderDep) -> JSONResponse:
     """200 when Llama Stack answers (always, in library mode once started), else 503."""
     try:
         await holder.check_reachable(_READINESS_TIMEOUT)
     except LlamaEntraError as exc:
-        return JSONResponse(error_body("Llama Stack unavailable", str(exc)), status_code=503)
-    return JSONResponse({"ready": True, "reason": "Llama Stack answers"})
+        body = error_body("Llama Stack unavailable", str(exc))
+        unhealthy = {"provider_id": "llama-stack", "status": "unhealthy", "message": str(exc)}
+        ready = {"ready": False, "reason": "Llama Stack unavailable", "providers": [unhealthy]}
+        return JSONResponse(ready | body, status_code=503)
+    return JSONResponse({"ready": True, "reason": "Service is ready", "providers": []})
 
 
-@router.get("/v1/info")
-async def info(
-    request: Request,
-    holder: HolderDep,
-    _: Annotated[Principal, Depends(authorized("info"))],
-) -> dict[str, Any]:
+def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
     """Versions, mode, inbound auth module and Entra ID status (never a secret)."""
     authenticator: Authenticator = request.app.state.authenticator
     entra: dict[str, Any] | None = None
@@ -54,9 +76,11 @@ async def info(
             **holder.tokens.status().model_dump(mode="json"),
         }
     backend = holder.backend
+    version = package_version("llama-entra")
     return {
         "name": "llama-entra",
-        "version": package_version("llama-entra"),
+        "service_version": version,
+        "version": version,
         "backend": backend.name,
         "llama_stack_version": package_version(backend.package),
         "llama_stack_client_version": package_version(backend.client_package),
@@ -65,3 +89,13 @@ async def info(
         "entra_id": entra,
         "azure_providers": holder.known_azure_bases(),
     }
+
+
+@router.get("/v1/info")
+async def info(
+    request: Request,
+    holder: HolderDep,
+    _: Annotated[Principal, Depends(authorized("info"))],
+) -> dict[str, Any]:
+    """Versions, mode, inbound auth module and Entra ID status (never a secret)."""
+    return service_info(request, holder)

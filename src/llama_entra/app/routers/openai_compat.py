@@ -2,6 +2,8 @@
 
 Bodies pass to Llama Stack as they came, with the Entra token added per call, so the ``openai``
 SDK can use the service as base URL. Streams are relayed chunk by chunk as server-sent events.
+Errors have OpenAI's shape (``{"error": {message, type, code}}``), also inside a stream. A
+``conversation`` on ``/v1/responses`` must be the caller's own (or one without an owner).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, StreamingResponse
 
-from llama_entra.app.deps import HolderDep, authorized
-from llama_entra.app.errors import status_and_body
-from llama_entra.app.schemas import ChatCompletionRequest, ErrorResponse, ResponsesRequest
+from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
+from llama_entra.app.errors import error_code, openai_error, status_and_body
+from llama_entra.app.schemas import ChatCompletionRequest, OpenAIErrorResponse, ResponsesRequest
 from llama_entra.auth import Principal
 from llama_entra.errors import LlamaEntraError, UpstreamError
 from llama_entra.upstream import looks_like_azure_refusal
@@ -24,7 +26,8 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["openai"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (401, 403, 404, 413, 422, 429, 502, 503)
+    status: {"model": OpenAIErrorResponse}
+    for status in (400, 401, 403, 404, 413, 422, 429, 502, 503)
 }
 _LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.queued"})
 
@@ -64,12 +67,18 @@ async def _chat_sse(
 async def responses(
     body: ResponsesRequest,
     holder: HolderDep,
-    _: Annotated[Principal, Depends(authorized("responses"))],
+    store: ConversationsDep,
+    principal: Annotated[Principal, Depends(authorized("responses"))],
 ) -> Any:
     """OpenAI Responses API through Llama Stack's implementation (``conversation`` works)."""
     model = await holder.resolve_model(body.model)
     params = body.model_dump(exclude_unset=True) | {"model": model.id}
     params.pop("stream", None)
+    conversation = params.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if isinstance(conversation, str):
+        await store.open(conversation, principal.name)
     client = holder.client
     if not body.stream:
         result = await holder.call(model, lambda headers: client.create_response(params, headers))
@@ -132,5 +141,9 @@ async def _responses_sse(
 
 
 def _error(exc: LlamaEntraError) -> dict[str, Any]:
+    """OpenAI's error object for a failure inside a stream (its HTTP status as ``status``)."""
     status, body, _ = status_and_body(exc)
-    return {"code": status, "message": f"{body['detail']['response']}: {body['detail']['cause']}"}
+    detail = body["detail"]
+    return openai_error(status, detail["response"], detail["cause"], error_code(exc, status)) | {
+        "status": status
+    }

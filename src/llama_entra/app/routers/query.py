@@ -1,141 +1,45 @@
-"""``POST /v1/query`` and ``POST /v1/streaming_query``: questions with conversation history.
+"""``POST /v1/query``: a question, answered in one JSON body (lightspeed-stack's contract).
 
 Inference goes through Llama Stack's chat completions (so an Azure 401 is seen and retried once
-with a fresh token); turns are kept in Llama Stack's conversation store. The stream uses
-lightspeed-stack's event format and relays every chunk as it arrives.
+with a fresh token); turns are kept in the caller's Llama Stack conversation.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from sse_starlette import EventSourceResponse
+from fastapi import APIRouter, Depends
 
-from llama_entra.app.deps import HolderDep, authorized
-from llama_entra.app.errors import status_and_body
+from llama_entra.app import turns
+from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
 from llama_entra.app.schemas import ErrorResponse, QueryRequest, QueryResponse
 from llama_entra.auth import Principal
-from llama_entra.conversations import load_history, record_turn
-from llama_entra.errors import LlamaEntraError
-from llama_entra.stack import ClientHolder
 
-__all__ = ["router"]
+__all__ = ["ERRORS", "router"]
 
 router = APIRouter(tags=["query"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (401, 403, 404, 413, 422, 502, 503)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 422, 429, 502, 503)
 }
 
 
-async def _messages(holder: ClientHolder, body: QueryRequest) -> tuple[str | None, list[Any]]:
-    """The chat messages for ``body``: system prompt, conversation history, the question."""
-    history: list[Any] = []
-    if body.conversation_id:
-        history = await load_history(holder.client, body.conversation_id)
-    system = [{"role": "system", "content": body.system_prompt}] if body.system_prompt else []
-    return body.conversation_id, [*system, *history, {"role": "user", "content": body.query}]
-
-
-@router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS)
+@router.post("/v1/query", response_model=QueryResponse, responses=ERRORS)
 async def query(
     body: QueryRequest,
     holder: HolderDep,
-    _: Annotated[Principal, Depends(authorized("query"))],
+    store: ConversationsDep,
+    principal: Annotated[Principal, Depends(authorized("query"))],
 ) -> QueryResponse:
     """Ask the model; continue ``conversation_id`` when given, else start a conversation."""
-    model = await holder.resolve_model(body.model, body.provider)
-    conversation_id, messages = await _messages(holder, body)
-    completion = await holder.chat(model, {"messages": messages})
-    choices = completion.get("choices") or []
-    answer = str((choices[0].get("message") or {}).get("content") or "") if choices else ""
-    if conversation_id is None:
-        conversation_id = await holder.client.create_conversation()
-    await record_turn(holder.client, conversation_id, body.query, answer)
-    input_tokens, output_tokens = _tokens(completion.get("usage"))
+    turn = await turns.prepare(holder, store, body, principal.name)
+    completion = await holder.chat(turn.model, {"messages": turn.messages})
+    answer = turns.answer_text(completion)
+    conversation_id = await turns.finish(holder, store, turn, answer)
+    input_tokens, output_tokens = turns.usage_tokens(completion.get("usage"))
     return QueryResponse(
         conversation_id=conversation_id,
         response=answer,
-        model=model.id,
+        model=turn.model.id,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-    )
-
-
-def _tokens(usage: Any) -> tuple[int, int]:
-    """Prompt and completion token counts of an OpenAI ``usage`` object (0 when absent)."""
-    if not isinstance(usage, dict):
-        return 0, 0
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-
-
-@router.post(
-    "/v1/streaming_query",
-    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
-    response_class=EventSourceResponse,
-)
-async def streaming_query(
-    body: QueryRequest,
-    request: Request,
-    holder: HolderDep,
-    _: Annotated[Principal, Depends(authorized("streaming_query"))],
-) -> EventSourceResponse:
-    """Like ``/v1/query``, answered as server-sent events: start, token..., end (or error)."""
-    model = await holder.resolve_model(body.model, body.provider)
-    conversation_id, messages = await _messages(holder, body)
-    if conversation_id is None:
-        conversation_id = await holder.client.create_conversation()
-    params = {"messages": messages, "stream_options": {"include_usage": True}}
-    chunks = holder.chat_stream(model, params)
-    # The first chunk is awaited here, so a token or Azure failure is a plain HTTP error.
-    first = await anext(chunks, None)
-    request_id = str(getattr(request.state, "request_id", ""))
-    events = _events(holder, conversation_id, body.query, request_id, first, chunks)
-    return EventSourceResponse(events, sep="\n", ping=15)
-
-
-async def _events(
-    holder: ClientHolder,
-    conversation_id: str,
-    question: str,
-    request_id: str,
-    first: dict[str, Any] | None,
-    chunks: AsyncGenerator[dict[str, Any], None],
-) -> AsyncIterator[dict[str, str]]:
-    def event(name: str, data: dict[str, Any]) -> dict[str, str]:
-        return {"data": json.dumps({"event": name, "data": data})}
-
-    yield event("start", {"conversation_id": conversation_id, "request_id": request_id})
-    parts: list[str] = []
-    usage: Any = None
-    try:
-        chunk = first
-        while chunk is not None:
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    parts.append(text)
-                    yield event("token", {"id": len(parts) - 1, "token": text})
-            chunk = await anext(chunks, None)
-        await record_turn(holder.client, conversation_id, question, "".join(parts))
-    except LlamaEntraError as exc:
-        status, body, _ = status_and_body(exc)
-        detail = body["detail"]
-        yield event(
-            "error", {"status": status, "response": detail["response"], "cause": detail["cause"]}
-        )
-        return
-    finally:
-        await chunks.aclose()
-    input_tokens, output_tokens = _tokens(usage)
-    yield event(
-        "end",
-        {
-            "conversation_id": conversation_id,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-        },
     )

@@ -1,0 +1,112 @@
+"""One question-and-answer turn of ``/v1/query`` and ``/v1/streaming_query``.
+
+``prepare`` resolves the model and the caller's conversation and builds the chat messages
+(system prompt, history, the question with its attachments); ``finish`` records the turn in the
+conversation (creating it for a first question, so a failed first call leaves nothing behind)
+and, for a new conversation that asks for it, stores a topic summary like lightspeed-stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_entra.app.schemas import QueryRequest
+from llama_entra.conversation_index import IndexedTurn
+from llama_entra.conversations import ConversationStore
+from llama_entra.errors import LlamaEntraError
+from llama_entra.stack import ClientHolder, ModelInfo
+
+__all__ = ["PreparedTurn", "answer_text", "conversation_of", "finish", "prepare", "usage_tokens"]
+
+logger = logging.getLogger(__name__)
+_TOPIC_PROMPT = (
+    "Give a short topic summary (at most ten words, no punctuation at the end) of the "
+    "conversation that starts with the user's message below. Answer with the summary only."
+)
+
+
+@dataclass
+class PreparedTurn:
+    """What a turn needs before and after the model answers."""
+
+    body: QueryRequest
+    owner: str
+    model: ModelInfo
+    conversation_id: str | None
+    messages: list[dict[str, Any]]
+    started_at: float = field(default_factory=time.time)
+    new: bool = False
+
+
+async def prepare(
+    holder: ClientHolder, store: ConversationStore, body: QueryRequest, owner: str
+) -> PreparedTurn:
+    """Model, conversation (404 if unknown or another caller's) and messages for ``body``."""
+    model = await holder.resolve_model(body.model, body.provider)
+    conversation_id: str | None = None
+    history: list[dict[str, str]] = []
+    if body.conversation_id:
+        conversation_id = await store.open(body.conversation_id, owner)
+        history = await store.history(conversation_id)
+    system = [{"role": "system", "content": body.system_prompt}] if body.system_prompt else []
+    question = {"role": "user", "content": body.prompt()}
+    return PreparedTurn(body, owner, model, conversation_id, [*system, *history, question])
+
+
+async def conversation_of(store: ConversationStore, turn: PreparedTurn) -> str:
+    """The turn's conversation, created now for a first question."""
+    if turn.conversation_id is None:
+        turn.conversation_id = await store.create(turn.owner)
+        turn.new = True
+    return turn.conversation_id
+
+
+async def finish(
+    holder: ClientHolder, store: ConversationStore, turn: PreparedTurn, answer: str
+) -> str:
+    """Record the turn; summarise a new conversation's topic when asked. Its conversation id."""
+    new = turn.conversation_id is None or turn.new
+    conversation_id = await conversation_of(store, turn)
+    indexed = IndexedTurn(
+        model=turn.model.id,
+        provider=turn.model.provider_id,
+        started_at=turn.started_at,
+        completed_at=time.time(),
+    )
+    await store.record_turn(conversation_id, turn.body.prompt(), answer, indexed)
+    if new and turn.body.generate_topic_summary is not False:
+        await _summarise_topic(holder, store, turn, conversation_id)
+    return conversation_id
+
+
+async def _summarise_topic(
+    holder: ClientHolder, store: ConversationStore, turn: PreparedTurn, conversation_id: str
+) -> None:
+    """Best effort: a failed summary never fails the answered question."""
+    messages = [
+        {"role": "system", "content": _TOPIC_PROMPT},
+        {"role": "user", "content": turn.body.query},
+    ]
+    try:
+        completion = await holder.chat(turn.model, {"messages": messages})
+        summary = answer_text(completion).strip()[:1000]
+        if summary:
+            await store.set_topic(conversation_id, summary)
+    except LlamaEntraError as exc:
+        logger.warning("no topic summary for %s: %s", conversation_id, exc)
+
+
+def answer_text(completion: dict[str, Any]) -> str:
+    """The text of a chat completion's first choice."""
+    choices = completion.get("choices") or []
+    return str((choices[0].get("message") or {}).get("content") or "") if choices else ""
+
+
+def usage_tokens(usage: Any) -> tuple[int, int]:
+    """Prompt and completion token counts of an OpenAI ``usage`` object (0 when absent)."""
+    if not isinstance(usage, dict):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)

@@ -1,0 +1,173 @@
+"""An index of conversations per owner, for listing them: SQLite in the service's state dir.
+
+Neither Llama Stack 0.7.3 nor OGX can list conversations (only create, retrieve, update,
+delete and list one conversation's items), so llama-entra keeps one row per conversation it
+created: owner, times, turn count, last model and provider, topic summary, and one row per
+turn (model, provider, start and end time). The conversation's items stay in Llama Stack's
+store, and the owner is also kept in the conversation's own metadata, which is what access
+checks read; this index only answers "which conversations does this caller have".
+
+The file survives restarts; several workers of one service share it (SQLite locks it). Separate
+replicas with separate state dirs each list the conversations created through them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ConversationIndex", "IndexedConversation", "IndexedTurn"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL,
+    last_message_at REAL, message_count INTEGER NOT NULL DEFAULT 0,
+    last_used_model TEXT, last_used_provider TEXT, topic_summary TEXT
+);
+CREATE INDEX IF NOT EXISTS conversations_owner ON conversations (owner);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, model TEXT NOT NULL,
+    provider TEXT NOT NULL, started_at REAL NOT NULL, completed_at REAL NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedConversation:
+    """One conversation's row."""
+
+    id: str
+    owner: str
+    created_at: float
+    last_message_at: float | None
+    message_count: int
+    last_used_model: str | None
+    last_used_provider: str | None
+    topic_summary: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedTurn:
+    """What is known of one turn besides its messages."""
+
+    model: str
+    provider: str
+    started_at: float
+    completed_at: float
+
+
+class ConversationIndex:
+    """The index file; every call runs in a worker thread (no blocking I/O on the loop)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(_SCHEMA)
+        return connection
+
+    async def _run[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with closing(self._connect()) as connection:
+                return work(connection)
+
+        return await asyncio.to_thread(run)
+
+    async def add(self, conversation_id: str, owner: str, created_at: float) -> None:
+        """Record a new conversation of ``owner``."""
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO conversations (id, owner, created_at) VALUES (?, ?, ?)",
+                (conversation_id, owner, created_at),
+            )
+        )
+
+    async def add_turn(self, conversation_id: str, turn: IndexedTurn) -> None:
+        """Record one finished turn (counts it, remembers its model and times)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:  # one transaction
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO turns SELECT ?, COALESCE(MAX(seq), -1) + 1, ?, ?, ?, ? "
+                    "FROM turns WHERE conversation_id = ?",
+                    (
+                        conversation_id,
+                        turn.model,
+                        turn.provider,
+                        turn.started_at,
+                        turn.completed_at,
+                        conversation_id,
+                    ),
+                )
+                db.execute(
+                    "UPDATE conversations SET message_count = message_count + 1, "
+                    "last_message_at = ?, last_used_model = ?, last_used_provider = ? "
+                    "WHERE id = ?",
+                    (turn.completed_at, turn.model, turn.provider, conversation_id),
+                )
+
+        await self._run(work)
+
+    async def set_topic(self, conversation_id: str, summary: str) -> None:
+        """Set the topic summary."""
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE conversations SET topic_summary = ? WHERE id = ?",
+                (summary, conversation_id),
+            )
+        )
+
+    async def remove(self, conversation_id: str) -> None:
+        """Forget a conversation and its turns."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM turns WHERE conversation_id = ?", (conversation_id,))
+                db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+        await self._run(work)
+
+    async def of_owner(self, owner: str) -> list[IndexedConversation]:
+        """The owner's conversations, most recently used first."""
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT id, owner, created_at, last_message_at, message_count, "
+                "last_used_model, last_used_provider, topic_summary FROM conversations "
+                "WHERE owner = ? ORDER BY COALESCE(last_message_at, created_at) DESC",
+                (owner,),
+            ).fetchall()
+        )
+        return [IndexedConversation(*row) for row in rows]
+
+    async def get(self, conversation_id: str) -> IndexedConversation | None:
+        """One conversation's row, if this index has it."""
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT id, owner, created_at, last_message_at, message_count, "
+                "last_used_model, last_used_provider, topic_summary FROM conversations "
+                "WHERE id = ?",
+                (conversation_id,),
+            ).fetchone()
+        )
+        return IndexedConversation(*row) if row else None
+
+    async def turns(self, conversation_id: str) -> list[IndexedTurn]:
+        """The recorded turns, oldest first."""
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT model, provider, started_at, completed_at FROM turns "
+                "WHERE conversation_id = ? ORDER BY seq",
+                (conversation_id,),
+            ).fetchall()
+        )
+        return [IndexedTurn(*row) for row in rows]
