@@ -75,38 +75,28 @@ def test_query_accepts_every_lightspeed_field_and_attachments_reach_the_model(
         assert body[field] == empty, field
 
 
+def _attachment(content_type: str, content: str = "text", kind: str = "log") -> dict[str, str]:
+    return {"attachment_type": kind, "content_type": content_type, "content": content}
+
+
 @pytest.mark.parametrize(
     ("attachment", "message"),
     [
-        ({"attachment_type": "diary", "content_type": "text/plain"}, "Invalid attachment type"),
+        (_attachment("text/plain", kind="diary"), "Invalid attachment type"),
+        (_attachment("image/png"), "Invalid attachment content type"),
+        (_attachment("application/json", "{no"), "json"),
+        (_attachment("application/yaml", "a: [b"), "yaml"),
+        (_attachment("application/xml", "<a><b></a>"), "xml"),
         (
-            {"attachment_type": "log", "content_type": "image/png"},
-            "Invalid attachment content type",
-        ),
-        ({"attachment_type": "log", "content_type": "application/json", "content": "{no"}, "json"),
-        (
-            {"attachment_type": "log", "content_type": "application/yaml", "content": "a: [b"},
-            "yaml",
-        ),
-        (
-            {"attachment_type": "log", "content_type": "application/xml", "content": "<a><b></a>"},
-            "xml",
-        ),
-        (
-            {
-                "attachment_type": "log",
-                "content_type": "application/xml",
-                "content": '<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>',
-            },
+            _attachment("application/xml", '<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>'),
             "entity declarations",
         ),
-        ({"attachment_type": "log", "content_type": "text/plain", "content": ""}, "content"),
+        (_attachment("text/plain", ""), "content"),
     ],
 )
 def test_invalid_attachments_are_422_with_a_message_and_never_reach_azure(
     service: ServiceHandle, fresh_emulator: EmulatorHandle, attachment: dict[str, str], message: str
 ) -> None:
-    attachment = {"content": "text", **attachment}
     response = _query(service, query="look", attachments=[attachment])
     assert response.status_code == 422, response.text
     cause = response.json()["detail"]["cause"]

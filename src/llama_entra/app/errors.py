@@ -199,9 +199,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # Not an unknown model: say which URL is unknown, as OpenAI does ("Invalid URL").
         response = "Invalid URL" if status == 404 else "Method not allowed"
         cause = f"{request.method} {request.url.path}"
-    return JSONResponse(
-        shaped_body(shape, status, response, cause, _status_code(status)), status, headers
-    )
+    code = "unknown_url" if not known and status == 404 else _status_code(status)
+    return JSONResponse(shaped_body(shape, status, response, cause, code), status, headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
