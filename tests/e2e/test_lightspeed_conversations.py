@@ -139,19 +139,25 @@ def test_get_update_and_delete_a_conversation(guarded: ServiceHandle) -> None:
     assert conversation_id not in {c["conversation_id"] for c in listed}
 
 
+_BAD = "Invalid conversation ID format"
+_GONE = "Conversation not found"
+_ZEROS = "/v1/conversations/conv_" + "0" * 48
+_UUID = "/v1/conversations/c5260aec-4d82-4370-9fdf-05cf908b3f16"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "response"),
     [
-        ("GET", "/v1/conversations/nope", None, 400, "Invalid conversation ID format"),
-        ("DELETE", "/v2/conversations/nope", None, 400, "Invalid conversation ID format"),
-        ("PUT", "/v1/conversations/nope", {"topic_summary": "x"}, 400, "Invalid conversation ID format"),
-        ("GET", "/v1/conversations/" + "ab" * 24, None, 404, "Conversation not found"),
-        ("GET", "/v1/conversations/c5260aec-4d82-4370-9fdf-05cf908b3f16", None, 404, "Conversation not found"),
-        ("PUT", "/v1/conversations/conv_" + "0" * 48, {"topic_summary": "x"}, 404, "Conversation not found"),
-        ("PUT", "/v1/conversations/conv_" + "0" * 48, {"topic_summary": ""}, 422, "Invalid request"),
-        ("PUT", "/v1/conversations/conv_" + "0" * 48, {"summary": "x"}, 422, "Invalid request"),
+        ("GET", "/v1/conversations/nope", None, 400, _BAD),
+        ("DELETE", "/v2/conversations/nope", None, 400, _BAD),
+        ("PUT", "/v1/conversations/nope", {"topic_summary": "x"}, 400, _BAD),
+        ("GET", "/v1/conversations/" + "ab" * 24, None, 404, _GONE),
+        ("GET", _UUID, None, 404, _GONE),
+        ("PUT", _ZEROS, {"topic_summary": "x"}, 404, _GONE),
+        ("PUT", _ZEROS, {"topic_summary": ""}, 422, "Invalid request"),
+        ("PUT", _ZEROS, {"summary": "x"}, 422, "Invalid request"),
     ],
-)  # fmt: skip
+)
 def test_lightspeed_error_cases(
     guarded: ServiceHandle,
     fresh_emulator: EmulatorHandle,
