@@ -54,3 +54,38 @@ def test_token_error_names_entra_and_its_cause() -> None:
 def test_unauthenticated_asks_for_bearer() -> None:
     _, _, headers = status_and_body(UnauthenticatedError("no credential"))
     assert headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_openai_routes_get_openai_errors_and_models_gets_both() -> None:
+    from llama_entra.app.errors import shape_for, shaped_body
+
+    assert shape_for("/v1/chat/completions") == "openai"
+    assert shape_for("/v1/responses/resp_1") == "openai"
+    assert shape_for("/v1/models") == "both"
+    assert shape_for("/v1/query") == "lightspeed"
+    assert shape_for("/v1/anything", known_route=False) == "both"
+    body = shaped_body("both", 429, "Azure OpenAI or Llama Stack error", "slow down", None)
+    assert body["detail"]["cause"] == "slow down"
+    assert body["error"]["type"] == "rate_limit_error"
+    assert body["error"]["message"] == "Azure OpenAI or Llama Stack error: slow down"
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [
+        (ValueError("No function call found for call_id call_x"), 400),
+        (PermissionError("no"), 403),
+        (NotImplementedError("later"), 501),
+        (TimeoutError(), 504),
+        (ValueError("API key not provided"), 502),
+        (RuntimeError("boom"), 502),
+    ],
+)
+def test_library_exceptions_get_the_llama_stack_servers_status(
+    raised: Exception, status: int
+) -> None:
+    from llama_entra.upstream import translate_common
+
+    translated = translate_common(raised)
+    assert isinstance(translated, UpstreamError)
+    assert translated.status == status
