@@ -10,6 +10,7 @@ routes do not look like unknown models.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,8 +24,10 @@ from support.service import ServiceHandle
 pytestmark = pytest.mark.slow
 
 
-def _sdk(service: ServiceHandle) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0)
+@pytest.fixture
+def sdk(service: ServiceHandle) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
 
 
 def test_models_for_a_lightspeed_client(service: ServiceHandle, emulator: EmulatorHandle) -> None:
@@ -46,8 +49,8 @@ def test_models_for_a_lightspeed_client(service: ServiceHandle, emulator: Emulat
     assert embeddings["models"] == [] and embeddings["data"] == []
 
 
-def test_models_for_the_openai_sdk(service: ServiceHandle, emulator: EmulatorHandle) -> None:
-    models = list(_sdk(service).models.list())
+def test_models_for_the_openai_sdk(sdk: openai.OpenAI, emulator: EmulatorHandle) -> None:
+    models = list(sdk.models.list())
     assert [m.id for m in models] == [f"azure/{emulator.model}"]
     assert models[0].owned_by == "azure"
 
@@ -84,8 +87,7 @@ def test_info_and_readiness_in_lightspeed_fields(service: ServiceHandle) -> None
     assert httpx.get(f"{service.url}/liveness").json() == {"alive": True}
 
 
-def test_openai_routes_answer_openai_errors(service: ServiceHandle) -> None:
-    sdk = _sdk(service)
+def test_openai_routes_answer_openai_errors(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as unknown_model:
         sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     assert unknown_model.value.code == "model_not_found"
@@ -110,9 +112,8 @@ def test_lightspeed_routes_keep_lightspeed_errors(service: ServiceHandle) -> Non
 
 
 def test_responses_caller_mistakes_are_400_not_502(
-    service: ServiceHandle, emulator: EmulatorHandle
+    sdk: openai.OpenAI, emulator: EmulatorHandle
 ) -> None:
-    sdk = _sdk(service)
     model = f"azure/{emulator.model}"
     with pytest.raises(openai.BadRequestError) as orphan_output:
         sdk.responses.create(

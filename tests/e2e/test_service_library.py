@@ -88,11 +88,11 @@ def test_query_answers_and_continues_the_conversation(
 def test_query_unknown_conversation_is_404(service: ServiceHandle) -> None:
     response = _query(service, "hi", conversation_id="conv_" + "0" * 48)
     assert response.status_code == 404
-    assert "not found" in response.json()["detail"]["cause"].lower()
+    assert response.json()["detail"]["response"] == "Conversation not found"
 
 
 def test_query_unknown_model_is_404_and_bad_body_is_422(service: ServiceHandle) -> None:
-    unknown = _query(service, "hi", model="no-such-model")
+    unknown = _query(service, "hi", provider="azure", model="no-such-model")
     assert unknown.status_code == 404
     assert "no-such-model" in unknown.json()["detail"]["cause"]
     bad = httpx.post(f"{service.url}/v1/query", json={"question": "hi"})
