@@ -23,7 +23,9 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
         └── AuthUnavailableError   the auth backend cannot decide     -> 503 (fail closed)
 
 Messages and causes carried by these errors are safe to show to callers: they never contain a
-secret or a token.
+secret or a token. ``TokenError`` and ``UpstreamAuthError`` also carry ``status_code`` (503,
+502): the ``remote::azure-entra`` provider raises them inside Llama Stack, whose servers answer
+with an exception's ``status_code`` and its message.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class ConfigError(LlamaEntraError):
 class TokenError(LlamaEntraError):
     """No valid Entra ID token could be had; ``cause`` says why, without secrets."""
 
+    status_code = 503
+
     def __init__(self, cause: str) -> None:
         self.cause = cause
         super().__init__(f"Entra ID token unavailable: {cause}")
@@ -107,6 +111,8 @@ class UpstreamConnectionError(UpstreamUnavailableError):
 
 class UpstreamAuthError(UpstreamError):
     """Azure OpenAI rejected a fresh token too: the identity lacks access."""
+
+    status_code = 502
 
 
 class NotFoundError(LlamaEntraError):

@@ -18,6 +18,7 @@ __all__ = [
     "Backend",
     "ConversationMessage",
     "Headers",
+    "InferenceProviderKit",
     "ListedModel",
     "ListedProvider",
     "StackClient",
@@ -115,6 +116,18 @@ class StackClient(Protocol):
         ...
 
 
+class InferenceProviderKit(Protocol):
+    """The backend's parts of the ``remote::azure-entra`` provider (``llama_entra.provider``)."""
+
+    def provider_spec(self) -> Any:
+        """The backend's ``RemoteProviderSpec`` for the provider."""
+        ...
+
+    def create_adapter(self, config: Any) -> Any:
+        """A new adapter (the backend's Azure adapter with the Entra ID mixin) for ``config``."""
+        ...
+
+
 class Backend(Protocol):
     """One Llama Stack distribution: llama-stack 0.7.3 or OGX."""
 
@@ -139,4 +152,8 @@ class Backend(Protocol):
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
         """The command line that serves ``run_config`` over plain HTTP."""
+        ...
+
+    def inference_provider(self) -> InferenceProviderKit:
+        """The parts of ``remote::azure-entra`` for this backend (imported on first use)."""
         ...

@@ -22,6 +22,7 @@ from llama_entra.backends.base import (
     Backend,
     ConversationMessage,
     Headers,
+    InferenceProviderKit,
     ListedModel,
     ListedProvider,
 )
@@ -201,6 +202,12 @@ class LlamaStackBackend:
             max_retries=2,  # a server drops the keep-alive connection after an upstream 401
         )
         return LlamaStackClientAdapter(self, client, library=False)
+
+    def inference_provider(self) -> InferenceProviderKit:
+        """See ``Backend``."""
+        from llama_entra.backends.llama_stack_provider import LlamaStackProviderKit
+
+        return LlamaStackProviderKit()
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
         """See ``Backend``."""

@@ -27,6 +27,7 @@ from llama_entra.backends.base import (
     Backend,
     ConversationMessage,
     Headers,
+    InferenceProviderKit,
     ListedModel,
     ListedProvider,
 )
@@ -248,6 +249,12 @@ class OgxBackend:
         """See ``Backend``."""
         client = AsyncOgxClient(base_url=url, api_key=api_key, timeout=timeout)
         return OgxClientAdapter(self, client, library=False)
+
+    def inference_provider(self) -> InferenceProviderKit:
+        """See ``Backend``."""
+        from llama_entra.backends.ogx_provider import OgxProviderKit
+
+        return OgxProviderKit()
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
         """See ``Backend``."""
