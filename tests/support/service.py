@@ -30,6 +30,7 @@ from support.emulator import EmulatorHandle
 __all__ = [
     "ROOT",
     "ServiceHandle",
+    "entra_identity_environment",
     "free_port",
     "running_server",
     "service_config",
@@ -49,6 +50,18 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def entra_identity_environment(emulator: EmulatorHandle) -> dict[str, str]:
+    """The azure-identity variables for the emulator's demo client (remote::azure-entra)."""
+    return {
+        "AZURE_TENANT_ID": emulator.tenant_id,
+        "AZURE_CLIENT_ID": emulator.client_id,
+        "AZURE_CLIENT_SECRET": emulator.client_secret,
+        "AZURE_AUTHORITY_HOST": emulator.url,
+        "AZURE_EMBEDDING_MODEL": emulator.embedding_model,
+        "AZURE_EMBEDDING_DIMENSION": str(emulator.embedding_dimension),
+    }
 
 
 def stack_environment(emulator: EmulatorHandle, state_dir: Path) -> dict[str, str]:
@@ -169,23 +182,32 @@ def start_service(
 
 @contextlib.contextmanager
 def start_llama_stack(
-    service_config_path: Path,
+    service_config_path: Path | None,
     env: Mapping[str, str],
     *,
     port: int | None = None,
     run_config: Path = ROOT / "run-configs" / "azure.yaml",
+    log_dir: Path | None = None,
 ) -> Iterator[ServiceHandle]:
-    """Run the container entrypoint (enrich, then the backend's server) until the block exits."""
+    """Run the container entrypoint (enrich, then the backend's server) until the block exits.
+
+    ``service_config_path`` None runs ``--entra`` (no service config: the identity, if any, comes
+    from the environment); the log then goes to ``log_dir``.
+    """
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     script = ROOT / "scripts" / "llama-stack-entrypoint.sh"
-    command = [str(script), str(service_config_path), str(run_config), "--port", str(port)]
+    source = "--entra" if service_config_path is None else str(service_config_path)
+    command = [str(script), source, str(run_config), "--port", str(port)]
     environment = {
         **env,
         "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}",
         "LLAMA_STACK_HOST": "127.0.0.1",
     }
-    log_path = service_config_path.with_name(f"llama-stack-{port}.log")
+    directory = log_dir or (service_config_path.parent if service_config_path else None)
+    if directory is None:
+        raise ValueError("log_dir is required with --entra")
+    log_path = directory / f"llama-stack-{port}.log"
     with running_server(command, environment, log_path, f"{base}/v1/health", base) as handle:
         yield handle
 
