@@ -1,4 +1,4 @@
-"""End-to-end: ``remote::azure-entra`` in a real Llama Stack server (whichever backend is installed).
+"""End-to-end: ``remote::azure-entra`` in a real Llama Stack server (the installed backend).
 
 One server for the module, started through the container entrypoint with
 ``--entra run-configs/azure-entra.yaml`` while Entra is down, its identity only in the standard
