@@ -87,11 +87,12 @@ def service_config(
     entra: Mapping[str, Any] | None = None,
     with_entra: bool = True,
     extra: Mapping[str, Any] | None = None,
+    run_config: Path = ROOT / "run-configs" / "azure.yaml",
 ) -> Path:
     """Write ``llama-entra.yaml`` for the emulator's demo client; returns its path."""
     llama_stack: dict[str, Any] = {"mode": mode}
     if mode == "library":
-        llama_stack["config"] = str(ROOT / "run-configs" / "azure.yaml")
+        llama_stack["config"] = str(run_config)
     else:
         llama_stack["url"] = llama_stack_url
     document: dict[str, Any] = {
