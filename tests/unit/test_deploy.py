@@ -8,6 +8,7 @@ no secret in a manifest) are asserted on what kustomize produced, not on the sou
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llama_entra.config import parse_config
+from llama_entra.config import expand_env, parse_config
+from llama_entra.provider import get_provider_spec
 from support.deploy import DEPLOY, config_maps, container, containers, kustomizations, render
 from support.service import ROOT
 
@@ -192,3 +194,35 @@ def test_commands_in_manifests_name_files_of_the_image() -> None:
             f"COPY {word} " in CONTAINERFILE or f"COPY {Path(word).parts[0]}/ " in CONTAINERFILE
         )
         assert copied, f"{word} is not in the image"
+
+
+def test_llama_stack_entra_example_holds_the_identity_with_workload_identity_and_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = render(DEPLOY / "examples" / "llama-stack-entra-workload-identity")
+    server = container(docs, "llama-stack")
+    assert server["command"] == [
+        "scripts/llama-stack-entrypoint.sh",
+        "--entra",
+        "run-configs/azure-entra.yaml",
+    ]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "llama-entra"
+    azure = next(v for k, v in config_maps(docs).items() if k.startswith("llama-entra-azure"))
+    assert azure["AZURE_CREDENTIAL"] == "workload_identity"
+    # The provider config of the run config, with the pod's environment, names that identity.
+    for name in [n for n in os.environ if n.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**azure, **CREDENTIAL_ENV["workload_identity"]}.items():
+        monkeypatch.setenv(name, value)
+    run = yaml.safe_load((ROOT / "run-configs" / "azure-entra.yaml").read_text())
+    raw = expand_env(run["providers"]["inference"][0]["config"])
+    raw["network"] = None  # Llama Stack turns the "true" default into a boolean itself
+    module, _, name = get_provider_spec().config_class.rpartition(".")
+    config = getattr(importlib.import_module(module), name)(**raw)
+    identity = config.azure_entra_id
+    assert identity.credential == "workload_identity"
+    assert identity.client_secret is None
+    assert str(identity.federated_token_file).endswith("azure-identity-token")
