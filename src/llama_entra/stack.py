@@ -97,7 +97,7 @@ class ClientHolder:
         return dict(self._azure_bases or {})
 
     async def check_reachable(self, seconds: float) -> None:
-        """Raise ``UpstreamUnavailableError`` unless Llama Stack answers within ``seconds``."""
+        """Return when Llama Stack answers within ``seconds``, else raise why (503, 426, ...)."""
         await self.client.check_health(seconds)
 
     async def models(self) -> list[ModelInfo]:
