@@ -9,39 +9,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_stack_client import AsyncLlamaStackClient
-
-from llama_entra.upstream import translate_stack_error
+from llama_entra.stack import ClientHolder
 
 __all__ = ["create_conversation", "load_history", "record_turn"]
 
 
-async def create_conversation(client: AsyncLlamaStackClient) -> str:
+async def create_conversation(holder: ClientHolder) -> str:
     """A new, empty conversation; returns its id."""
     try:
-        conversation = await client.conversations.create()
+        conversation = await holder.client.conversations.create()
     except Exception as exc:
-        raise translate_stack_error(exc) from exc
+        raise holder.translate(exc) from exc
     return str(conversation.id)
 
 
-async def load_history(client: AsyncLlamaStackClient, conversation_id: str) -> list[dict[str, str]]:
+async def load_history(holder: ClientHolder, conversation_id: str) -> list[dict[str, str]]:
     """The conversation's messages, oldest first, as chat messages (404 if unknown)."""
     messages: list[dict[str, str]] = []
     try:
-        async for item in client.conversations.items.list(conversation_id, order="asc"):
+        async for item in holder.client.conversations.items.list(conversation_id, order="asc"):
             if getattr(item, "type", None) != "message":
                 continue
             role = str(getattr(item, "role", ""))
             if role in ("user", "assistant", "system", "developer"):
                 messages.append({"role": role, "content": _text(getattr(item, "content", ""))})
     except Exception as exc:
-        raise translate_stack_error(exc) from exc
+        raise holder.translate(exc) from exc
     return messages
 
 
 async def record_turn(
-    client: AsyncLlamaStackClient, conversation_id: str, question: str, answer: str
+    holder: ClientHolder, conversation_id: str, question: str, answer: str
 ) -> None:
     """Append the user's question and the model's answer to the conversation."""
     items: list[Any] = [
@@ -49,9 +47,9 @@ async def record_turn(
         {"type": "message", "role": "assistant", "content": answer},
     ]
     try:
-        await client.conversations.items.create(conversation_id, items=items)
+        await holder.client.conversations.items.create(conversation_id, items=items)
     except Exception as exc:
-        raise translate_stack_error(exc) from exc
+        raise holder.translate(exc) from exc
 
 
 def _text(content: Any) -> str:

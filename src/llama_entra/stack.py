@@ -5,6 +5,10 @@ the service and never rebuilds it: the Entra token travels in the provider-data 
 call. It knows which models belong to ``remote::azure`` providers and their base URLs, merges
 the Azure keys with static provider data into one header, and when Azure answers 401 it drops
 the token, gets one fresh token and retries the call once.
+
+In library mode on a PostgreSQL run config the client may come later (``attach``): until then
+every use of ``client`` raises ``DatabaseUnavailableError``; readiness checks the database too,
+and a lost database in any call becomes that error (503 naming the database).
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ from llama_stack_client import AsyncLlamaStackClient
 from pydantic import SecretStr
 
 from llama_entra.config import LlamaEntraConfig
+from llama_entra.database import DatabaseTarget, database_cause, ping
 from llama_entra.entra import TokenManager
-from llama_entra.errors import NotFoundError, UpstreamAuthError
+from llama_entra.errors import (
+    DatabaseUnavailableError,
+    LlamaEntraError,
+    NotFoundError,
+    UpstreamAuthError,
+)
 from llama_entra.upstream import is_azure_unauthorized, translate_stack_error
 
 __all__ = ["AZURE_PROVIDER_TYPE", "ClientHolder", "ModelInfo"]
@@ -48,18 +58,46 @@ class ClientHolder:
     def __init__(
         self,
         config: LlamaEntraConfig,
-        client: AsyncLlamaStackClient,
+        client: AsyncLlamaStackClient | None,
         tokens: TokenManager | None,
         *,
         mode: str,
+        database: DatabaseTarget | None = None,
     ) -> None:
         self.config = config
-        self.client = client
         self.tokens = tokens
         self.mode = mode
+        self.database = database
+        self._client = client
+        self.waiting_for: DatabaseUnavailableError | None = None  # why there is no client yet
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
+
+    @property
+    def client(self) -> AsyncLlamaStackClient:
+        """The Llama Stack client; ``DatabaseUnavailableError`` while it waits for its database."""
+        if self._client is None:
+            raise self.waiting_for or DatabaseUnavailableError("Llama Stack's database", "not up")
+        return self._client
+
+    @property
+    def started(self) -> bool:
+        """Whether Llama Stack runs (library mode waits for its database before it does)."""
+        return self._client is not None
+
+    def attach(self, client: AsyncLlamaStackClient) -> None:
+        """The client, once Llama Stack could start (library mode, database back)."""
+        self._client = client
+        self.waiting_for = None
+
+    def translate(self, exc: BaseException) -> LlamaEntraError:
+        """llama-entra's error for what a Llama Stack call raised (a lost database -> 503)."""
+        if self.database is not None and not isinstance(exc, LlamaEntraError):
+            cause = database_cause(exc, self.database)
+            if cause is not None:
+                return DatabaseUnavailableError(self.database.label, cause)
+        return translate_stack_error(exc)
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -73,7 +111,7 @@ class ClientHolder:
         try:
             providers = await self.client.providers.list()
         except Exception as exc:
-            raise translate_stack_error(exc) from exc
+            raise self.translate(exc) from exc
         override = self.config.azure_entra_id.api_base if self.config.azure_entra_id else None
         found: dict[str, str] = {}
         for provider in providers:
@@ -92,13 +130,21 @@ class ClientHolder:
         return dict(self._azure_bases or {})
 
     async def check_reachable(self, seconds: float) -> None:
-        """Raise ``UpstreamUnavailableError`` unless Llama Stack answers within ``seconds``."""
+        """Raise ``UpstreamUnavailableError`` unless Llama Stack (and its database) answer.
+
+        Library mode: in-process, up once the client exists; a PostgreSQL run config also needs
+        its database to answer. Service mode: the server's health endpoint.
+        """
         if self.mode == "library":
-            return  # in-process: it is up once the holder exists
+            if self._client is None:
+                raise self.waiting_for or DatabaseUnavailableError("Llama Stack", "starting")
+            if self.database is not None:
+                await ping(self.database, seconds)
+            return
         try:
             await self.client.with_options(timeout=seconds, max_retries=0).inspect.health()
         except Exception as exc:
-            raise translate_stack_error(exc) from exc
+            raise self.translate(exc) from exc
 
     async def models(self) -> list[ModelInfo]:
         """Every model Llama Stack lists (no Azure call: model refresh is off)."""
@@ -106,7 +152,7 @@ class ClientHolder:
         try:
             listed = await self.client.models.list()
         except Exception as exc:
-            raise translate_stack_error(exc) from exc
+            raise self.translate(exc) from exc
         models = [
             ModelInfo(
                 id=model.id,
@@ -172,7 +218,7 @@ class ClientHolder:
             return await operation(headers)
         except Exception as exc:
             if not self._should_retry(model, exc):
-                raise translate_stack_error(exc) from exc
+                raise self.translate(exc) from exc
             rejected = self._token_in(headers)
         self._invalidate(rejected)
         headers = await self.headers_for(model)
@@ -197,7 +243,7 @@ class ClientHolder:
             return
         except Exception as exc:
             if not self._should_retry(model, exc, streaming=True):
-                raise translate_stack_error(exc) from exc
+                raise self.translate(exc) from exc
             self._invalidate(self._token_in(headers))
             headers = await self.headers_for(model)
             try:
@@ -212,7 +258,7 @@ class ClientHolder:
             async for chunk in stream:
                 yield chunk
         except Exception as exc:
-            raise translate_stack_error(exc) from exc
+            raise self.translate(exc) from exc
 
     def _should_retry(
         self, model: ModelInfo | None, exc: Exception, *, streaming: bool = False
@@ -231,7 +277,7 @@ class ClientHolder:
                 "has the 'Cognitive Services OpenAI User' role on the resource",
                 status=502,
             )
-        return translate_stack_error(exc)
+        return self.translate(exc)
 
     def _invalidate(self, rejected: str | None) -> None:
         if self.tokens is None:
@@ -249,11 +295,13 @@ class ClientHolder:
 
     async def aclose(self) -> None:
         """Close the client (and shut the in-process stack down in library mode)."""
+        if self._client is None:
+            return
         try:
-            shutdown = getattr(self.client, "shutdown", None)
+            shutdown = getattr(self._client, "shutdown", None)
             if shutdown is not None:  # library mode: stop the in-process stack's providers
                 await shutdown()
-            await self.client.close()
+            await self._client.close()
         except Exception:  # shutdown must go on
             logger.exception("closing the Llama Stack client failed")
 

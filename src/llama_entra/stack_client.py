@@ -1,13 +1,19 @@
-"""Build the one Llama Stack client of the process: in-process library or a remote server.
+"""Build and start the one Llama Stack client of the process: in-process library or a server.
 
 Library mode enriches the configured run config (so the Azure providers start without a
 credential), writes it to a private file under the state directory and initialises
 ``AsyncLlamaStackAsLibraryClient`` on it. Service mode connects ``AsyncLlamaStackClient`` to
 ``llama_stack.url``. Neither talks to Entra ID or Azure.
+
+``start_stack`` also primes the stores (llama-stack creates tables lazily, without a lock). On
+a PostgreSQL run config it first checks the database and does all of it under the database's
+start-up lock, so replicas starting together on an empty database never race on
+``CREATE TABLE``; ``start_when_reachable`` retries in the background while the database is down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -16,18 +22,28 @@ from typing import cast
 from llama_stack_client import AsyncLlamaStackClient
 
 from llama_entra.config import LlamaEntraConfig
+from llama_entra.database import DatabaseTarget, find_database, ping, startup_lock
 from llama_entra.enrich import (
     enrich_run_config,
     ensure_tiktoken_cache,
     load_run_config,
     write_enriched,
 )
-from llama_entra.errors import ConfigError
+from llama_entra.errors import ConfigError, DatabaseUnavailableError
 from llama_entra.logs import preserved_logging
+from llama_entra.stack import ClientHolder
 
-__all__ = ["build_stack_client", "prime_stores"]
+__all__ = [
+    "build_stack_client",
+    "library_database",
+    "prime_stores",
+    "start_stack",
+    "start_when_reachable",
+]
 
 logger = logging.getLogger(__name__)
+_PING_SECONDS = 5.0
+_RETRY_MAX_SECONDS = 15.0
 
 
 async def build_stack_client(config: LlamaEntraConfig) -> AsyncLlamaStackClient:
@@ -43,6 +59,60 @@ async def build_stack_client(config: LlamaEntraConfig) -> AsyncLlamaStackClient:
     if settings.config is None:
         raise ConfigError("library mode needs a run config", key="llama_stack.config")
     return await _library_client(config, settings.config)
+
+
+def library_database(config: LlamaEntraConfig) -> DatabaseTarget | None:
+    """The PostgreSQL database of the library-mode run config, if its stores use one."""
+    run_config = config.llama_stack.config
+    if config.llama_stack.mode != "library" or run_config is None:
+        return None
+    try:
+        return find_database(load_run_config(run_config), source=str(run_config))
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, file=str(run_config), key=exc.key) from exc
+
+
+async def start_stack(
+    config: LlamaEntraConfig, database: DatabaseTarget | None
+) -> AsyncLlamaStackClient:
+    """Build the client and prime its stores; with a database, under its start-up lock.
+
+    Raises ``DatabaseUnavailableError`` when the database does not answer (retry later) and
+    ``ConfigError`` when Llama Stack cannot start on a database that answers.
+    """
+    if database is None:
+        client = await build_stack_client(config)
+        await prime_stores(client)
+        return client
+    await ping(database, _PING_SECONDS)
+    async with startup_lock(database):
+        try:
+            client = await build_stack_client(config)
+        except ConfigError:
+            await ping(database, _PING_SECONDS)  # gone meanwhile: not a config mistake
+            raise
+        await prime_stores(client)
+    return client
+
+
+async def start_when_reachable(config: LlamaEntraConfig, holder: ClientHolder) -> None:
+    """Retry ``start_stack`` with backoff (1 s doubling to 15 s) until it works; then attach."""
+    delay = 1.0
+    while True:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _RETRY_MAX_SECONDS)
+        try:
+            client = await start_stack(config, holder.database)
+        except DatabaseUnavailableError as exc:
+            holder.waiting_for = exc
+            logger.info("still waiting: %s", exc)
+            continue
+        except ConfigError as exc:
+            logger.error("Llama Stack could not start: %s", exc)
+            continue
+        holder.attach(client)
+        logger.info("database answers: Llama Stack started")
+        return
 
 
 async def _library_client(config: LlamaEntraConfig, run_config: Path) -> AsyncLlamaStackClient:
@@ -74,9 +144,9 @@ async def _library_client(config: LlamaEntraConfig, run_config: Path) -> AsyncLl
 async def prime_stores(client: AsyncLlamaStackClient) -> None:
     """Touch the conversation and inference stores once, before any concurrent request.
 
-    llama-stack 0.7.3 creates SQLite tables lazily on a store's first operation, without a
-    lock: concurrent first requests then fail with "no such table". One sequential operation
-    per store at start-up creates them. Best effort: a server that is down is not an error here.
+    llama-stack 0.7.3 creates tables lazily on a store's first operation, without a lock:
+    concurrent first requests then fail with "no such table". One sequential operation per
+    store at start-up creates them. Best effort: a server that is down is not an error here.
     """
     try:
         conversation = await client.conversations.create()

@@ -34,7 +34,7 @@ async def _messages(holder: ClientHolder, body: QueryRequest) -> tuple[str | Non
     """The chat messages for ``body``: system prompt, conversation history, the question."""
     history: list[Any] = []
     if body.conversation_id:
-        history = await load_history(holder.client, body.conversation_id)
+        history = await load_history(holder, body.conversation_id)
     system = [{"role": "system", "content": body.system_prompt}] if body.system_prompt else []
     return body.conversation_id, [*system, *history, {"role": "user", "content": body.query}]
 
@@ -56,8 +56,8 @@ async def query(
     )
     answer = (completion.choices[0].message.content or "") if completion.choices else ""
     if conversation_id is None:
-        conversation_id = await create_conversation(holder.client)
-    await record_turn(holder.client, conversation_id, body.query, answer)
+        conversation_id = await create_conversation(holder)
+    await record_turn(holder, conversation_id, body.query, answer)
     usage = completion.usage
     return QueryResponse(
         conversation_id=conversation_id,
@@ -83,7 +83,7 @@ async def streaming_query(
     model = await holder.resolve_model(body.model, body.provider)
     conversation_id, messages = await _messages(holder, body)
     if conversation_id is None:
-        conversation_id = await create_conversation(holder.client)
+        conversation_id = await create_conversation(holder)
 
     async def open_stream(headers: dict[str, str]) -> AsyncIterator[Any]:
         stream = await holder.client.chat.completions.create(
@@ -127,7 +127,7 @@ async def _events(
                     parts.append(text)
                     yield event("token", {"id": len(parts) - 1, "token": text})
             chunk = await anext(chunks, None)
-        await record_turn(holder.client, conversation_id, question, "".join(parts))
+        await record_turn(holder, conversation_id, question, "".join(parts))
     except LlamaEntraError as exc:
         status, body, _ = status_and_body(exc)
         detail = body["detail"]
