@@ -29,13 +29,22 @@ from pydantic import SecretStr
 from llama_entra.config import expand_env
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
 
-__all__ = ["DatabaseTarget", "database_cause", "find_database", "ping", "startup_lock"]
+__all__ = [
+    "STARTUP_LOCK_KEY",
+    "DatabaseTarget",
+    "database_cause",
+    "find_database",
+    "ping",
+    "startup_lock",
+]
 
 logger = logging.getLogger(__name__)
 
 _POSTGRES_TYPES = ("kv_postgres", "sql_postgres")
 # One lock for every replica of every deployment on this database (pg_advisory_lock's bigint).
-_LOCK_KEY = int.from_bytes(hashlib.sha256(b"llama-entra:stores").digest()[:8], "big", signed=True)
+STARTUP_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"llama-entra:stores").digest()[:8], "big", signed=True
+)
 _LOCK_WAIT_SECONDS = 120.0
 
 
@@ -149,7 +158,7 @@ async def startup_lock(target: DatabaseTarget) -> AsyncIterator[None]:
     try:
         try:
             async with asyncio.timeout(_LOCK_WAIT_SECONDS):
-                await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+                await connection.execute("SELECT pg_advisory_lock($1)", STARTUP_LOCK_KEY)
         except TimeoutError as exc:
             raise DatabaseUnavailableError(
                 target.label, f"start-up lock not free within {_LOCK_WAIT_SECONDS:g} s"
