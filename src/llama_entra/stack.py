@@ -13,6 +13,7 @@ and a lost database in any call becomes that error (503 naming the database).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -69,7 +70,11 @@ class ClientHolder:
         self.mode = mode
         self.database = database
         self._client = client
-        self.waiting_for: DatabaseUnavailableError | None = None  # why there is no client yet
+        self.waiting_for: DatabaseUnavailableError | None = None  # why Llama Stack is not ready
+        # Set while Llama Stack must be (re)started once its database answers (library mode).
+        self.restart_needed = asyncio.Event()
+        if client is None:
+            self.restart_needed.set()
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
@@ -83,20 +88,31 @@ class ClientHolder:
 
     @property
     def started(self) -> bool:
-        """Whether Llama Stack runs (library mode waits for its database before it does)."""
-        return self._client is not None
+        """Whether Llama Stack runs and needs no restart (library mode: its database answered)."""
+        return self._client is not None and not self.restart_needed.is_set()
 
     def attach(self, client: AsyncLlamaStackClient) -> None:
         """The client, once Llama Stack could start (library mode, database back)."""
         self._client = client
         self.waiting_for = None
+        self.restart_needed.clear()
+
+    async def detach(self) -> None:
+        """Shut the current client down before a restart; calls get 503 until ``attach``."""
+        client, self._client = self._client, None
+        if client is not None:
+            await _close(client)
 
     def translate(self, exc: BaseException) -> LlamaEntraError:
         """llama-entra's error for what a Llama Stack call raised (a lost database -> 503)."""
         if self.database is not None and not isinstance(exc, LlamaEntraError):
             cause = database_cause(exc, self.database)
             if cause is not None:
-                return DatabaseUnavailableError(self.database.label, cause)
+                error = DatabaseUnavailableError(self.database.label, cause)
+                if self.mode == "library":  # llama-stack 0.7.3's key-value stores never reconnect
+                    self.waiting_for = error
+                    self.restart_needed.set()
+                return error
         return translate_stack_error(exc)
 
     # -- discovery ---------------------------------------------------------------------------
@@ -136,7 +152,7 @@ class ClientHolder:
         its database to answer. Service mode: the server's health endpoint.
         """
         if self.mode == "library":
-            if self._client is None:
+            if not self.started:
                 raise self.waiting_for or DatabaseUnavailableError("Llama Stack", "starting")
             if self.database is not None:
                 await ping(self.database, seconds)
@@ -295,15 +311,18 @@ class ClientHolder:
 
     async def aclose(self) -> None:
         """Close the client (and shut the in-process stack down in library mode)."""
-        if self._client is None:
-            return
-        try:
-            shutdown = getattr(self._client, "shutdown", None)
-            if shutdown is not None:  # library mode: stop the in-process stack's providers
-                await shutdown()
-            await self._client.close()
-        except Exception:  # shutdown must go on
-            logger.exception("closing the Llama Stack client failed")
+        if self._client is not None:
+            await _close(self._client)
+
+
+async def _close(client: AsyncLlamaStackClient) -> None:
+    try:
+        shutdown = getattr(client, "shutdown", None)
+        if shutdown is not None:  # library mode: stop the in-process stack's providers
+            await shutdown()
+        await client.close()
+    except Exception:  # shutdown must go on
+        logger.exception("closing the Llama Stack client failed")
 
 
 def _provider_of(model: Any) -> str:

@@ -8,7 +8,8 @@ credential), writes it to a private file under the state directory and initialis
 ``start_stack`` also primes the stores (llama-stack creates tables lazily, without a lock). On
 a PostgreSQL run config it first checks the database and does all of it under the database's
 start-up lock, so replicas starting together on an empty database never race on
-``CREATE TABLE``; ``start_when_reachable`` retries in the background while the database is down.
+``CREATE TABLE``; ``keep_stack_running`` starts it in the background once the database answers,
+and restarts it after the database came back from an outage.
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ from llama_entra.stack import ClientHolder
 
 __all__ = [
     "build_stack_client",
+    "keep_stack_running",
     "library_database",
     "prime_stores",
     "start_stack",
-    "start_when_reachable",
 ]
 
 logger = logging.getLogger(__name__)
 _PING_SECONDS = 5.0
 _RETRY_MAX_SECONDS = 15.0
+_RESTART_MIN_INTERVAL = 5.0
 
 
 async def build_stack_client(config: LlamaEntraConfig) -> AsyncLlamaStackClient:
@@ -95,24 +97,36 @@ async def start_stack(
     return client
 
 
-async def start_when_reachable(config: LlamaEntraConfig, holder: ClientHolder) -> None:
-    """Retry ``start_stack`` with backoff (1 s doubling to 15 s) until it works; then attach."""
-    delay = 1.0
-    while True:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _RETRY_MAX_SECONDS)
-        try:
-            client = await start_stack(config, holder.database)
-        except DatabaseUnavailableError as exc:
-            holder.waiting_for = exc
-            logger.info("still waiting: %s", exc)
-            continue
-        except ConfigError as exc:
-            logger.error("Llama Stack could not start: %s", exc)
-            continue
-        holder.attach(client)
-        logger.info("database answers: Llama Stack started")
+async def keep_stack_running(config: LlamaEntraConfig, holder: ClientHolder) -> None:
+    """Library mode on PostgreSQL: (re)start Llama Stack whenever the holder asks for it.
+
+    The holder asks when there is no client yet (database down at start-up) and after a call
+    failed on the database: llama-stack 0.7.3's key-value stores keep one connection and never
+    reconnect, so once the database answers again the in-process stack is shut down and
+    started afresh (about as long as a start-up). Attempts back off from 1 s to 15 s.
+    """
+    database = holder.database
+    if database is None:
         return
+    while True:
+        await holder.restart_needed.wait()
+        delay = 1.0
+        while True:
+            try:
+                await ping(database, _PING_SECONDS)
+                await holder.detach()  # its stores' connections died with the old server
+                client = await start_stack(config, database)
+                break
+            except DatabaseUnavailableError as exc:
+                holder.waiting_for = exc
+                logger.info("waiting: %s", exc)
+            except ConfigError as exc:
+                logger.error("Llama Stack could not start: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+        holder.attach(client)
+        logger.info("%s answers: Llama Stack started", database.label)
+        await asyncio.sleep(_RESTART_MIN_INTERVAL)  # a flapping database restarts it rarely
 
 
 async def _library_client(config: LlamaEntraConfig, run_config: Path) -> AsyncLlamaStackClient:

@@ -110,6 +110,14 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options,
                   "-w", "-t", "60", "start")  # fmt: skip
 
+    def is_running(self) -> bool:
+        """Whether the server accepts connections."""
+        try:
+            self.connect().close()
+        except psycopg2.OperationalError:
+            return False
+        return True
+
     def stop(self) -> None:
         """Stop the server (fast: open connections are closed)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")

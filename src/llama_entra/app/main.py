@@ -25,7 +25,7 @@ from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import DatabaseUnavailableError
 from llama_entra.stack import ClientHolder
-from llama_entra.stack_client import library_database, start_stack, start_when_reachable
+from llama_entra.stack_client import keep_stack_running, library_database, start_stack
 
 __all__ = ["ServiceResources", "create_app", "open_resources"]
 
@@ -49,7 +49,8 @@ async def open_resources(
 
     Raises ``ConfigError`` when the run config cannot start Llama Stack. Makes no Entra call.
     When Llama Stack's database does not answer, the resources open anyway: the holder
-    answers 503 naming the database and Llama Stack starts in the background once it answers.
+    answers 503 naming the database and Llama Stack starts in the background once it answers
+    (and restarts after a later outage, see ``keep_stack_running``).
     """
     async with AsyncExitStack() as stack:
         authenticator = build_authenticator(config.authentication)
@@ -72,10 +73,10 @@ async def open_resources(
         except DatabaseUnavailableError as exc:
             holder.waiting_for = exc
             logger.warning("%s; Llama Stack starts once it answers", exc)
-            waiter = asyncio.create_task(start_when_reachable(config, holder))
-            stack.push_async_callback(_cancel, waiter)
         if database is not None:
             logger.info("Llama Stack's stores: %s", database.label)
+            keeper = asyncio.create_task(keep_stack_running(config, holder))
+            stack.push_async_callback(_cancel, keeper)
         yield ServiceResources(authenticator, manager, holder)
 
 
