@@ -60,7 +60,7 @@ class PostgresServer:
 
     user = "llama"
 
-    def __init__(self, bindir: Path, root: Path, *, port: int) -> None:
+    def __init__(self, bindir: Path, root: Path, *, port: int, durable: bool = False) -> None:
         self.bindir = bindir
         self.root = root
         self.data = root / "data"
@@ -70,6 +70,7 @@ class PostgresServer:
         self.port = port
         self.password = "pg-" + secrets.token_hex(12)  # tests search logs and bodies for it
         self._as_postgres = os.geteuid() == 0
+        self.durable = durable  # fsync and synchronous commit as in production (benchmarks)
 
     def _run(self, *command: str, timeout: float = 120) -> None:
         argv = [str(self.bindir / command[0]), *command[1:]]
@@ -105,8 +106,10 @@ class PostgresServer:
         """Start the server and wait until it accepts connections."""
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.host} "
-            "-c max_connections=300 -c fsync=off -c synchronous_commit=off"
+            "-c max_connections=300"
         )
+        if not self.durable:  # tests: nothing to keep after the session, so no fsync
+            options += " -c fsync=off -c synchronous_commit=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options,
                   "-w", "-t", "60", "start")  # fmt: skip
 
@@ -148,12 +151,12 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def start_postgres() -> Iterator[PostgresServer]:
+def start_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
     """Initialise and run a PostgreSQL server until the block exits, then delete it."""
     bindir = find_bindir()
     # Not under pytest's tmp dirs: their parents are private to root and postgres must enter.
     root = Path(tempfile.mkdtemp(prefix="llama-entra-pg-"))
-    server = PostgresServer(bindir, root, port=free_port())
+    server = PostgresServer(bindir, root, port=free_port(), durable=durable)
     try:
         server.init()
         server.start()
