@@ -35,6 +35,7 @@ __all__ = [
     "service_config",
     "stack_environment",
     "start_llama_stack",
+    "start_replicas",
     "start_service",
     "wait_until_up",
 ]
@@ -74,11 +75,15 @@ def service_config(
     entra: Mapping[str, Any] | None = None,
     with_entra: bool = True,
     extra: Mapping[str, Any] | None = None,
+    run_config: str = "azure.yaml",
 ) -> Path:
-    """Write ``llama-entra.yaml`` for the emulator's demo client; returns its path."""
+    """Write ``llama-entra.yaml`` for the emulator's demo client; returns its path.
+
+    ``run_config`` names the library-mode run config in ``run-configs/``.
+    """
     llama_stack: dict[str, Any] = {"mode": mode}
     if mode == "library":
-        llama_stack["config"] = str(ROOT / "run-configs" / "azure.yaml")
+        llama_stack["config"] = str(ROOT / "run-configs" / run_config)
     else:
         llama_stack["url"] = llama_stack_url
     document: dict[str, Any] = {
@@ -133,25 +138,33 @@ def wait_until_up(
         time.sleep(0.1)
 
 
+def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def running_server(
     command: list[str], env: Mapping[str, str], log_path: Path, probe: str, base: str
 ) -> Iterator[ServiceHandle]:
     """Run ``command`` in the repository root until the block exits; up once ``probe`` is 200."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT
-        )
+    process = _spawn(command, env, log_path)
     try:
         wait_until_up(probe, process, log_path, deadline_seconds=90)
         yield ServiceHandle(base, process, log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 @contextlib.contextmanager
@@ -165,6 +178,35 @@ def start_service(
     log_path = config_path.with_name(f"service-{port}.log")
     with running_server(command, env, log_path, f"{base}/liveness", base) as handle:
         yield handle
+
+
+@contextlib.contextmanager
+def start_replicas(
+    replicas: list[tuple[Path, Mapping[str, str]]],
+    *,
+    deadline_seconds: float = 120,
+    wait: bool = True,
+) -> Iterator[list[ServiceHandle]]:
+    """Start ``llama-entra serve`` for each ``(config_path, env)`` at the same moment.
+
+    All processes are spawned before any is waited on, so their start-ups overlap; with
+    ``wait=False`` the block starts at once and the caller waits (``wait_until_up``).
+    """
+    handles: list[ServiceHandle] = []
+    try:
+        for config_path, env in replicas:
+            port = free_port()
+            command = [str(_BIN / "llama-entra"), "serve", "-c", str(config_path)]
+            log_path = config_path.with_name(f"service-{port}.log")
+            process = _spawn([*command, "--port", str(port)], env, log_path)
+            handles.append(ServiceHandle(f"http://127.0.0.1:{port}", process, log_path))
+        for handle in handles if wait else []:
+            probe = f"{handle.url}/liveness"
+            wait_until_up(probe, handle.process, handle.log_path, deadline_seconds)
+        yield handles
+    finally:
+        for handle in handles:
+            _stop(handle.process)
 
 
 @contextlib.contextmanager

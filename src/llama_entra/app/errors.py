@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from llama_entra.errors import (
     AuthUnavailableError,
+    DatabaseUnavailableError,
     ForbiddenError,
     LlamaEntraError,
     NotFoundError,
@@ -51,6 +52,8 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
             return 503, error_body("Authentication unavailable", str(exc)), {}
         case NotFoundError():
             return 404, error_body("Not found", str(exc)), {}
+        case DatabaseUnavailableError():
+            return 503, error_body("Database unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamUnavailableError():
             return 503, error_body("Llama Stack unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamAuthError():
