@@ -40,6 +40,7 @@ from llama_entra.stack import ClientHolder
 __all__ = [
     "build_stack_client",
     "check_server",
+    "create_server_tables",
     "keep_stack_running",
     "library_database",
     "prime_stores",
@@ -130,6 +131,27 @@ async def keep_stack_running(config: LlamaEntraConfig, holder: ClientHolder) -> 
         holder.attach(client)
         logger.info("%s answers: Llama Stack started", database.label)
         await asyncio.sleep(_RESTART_MIN_INTERVAL)  # a flapping database restarts it rarely
+
+
+async def create_server_tables(run_config: Path) -> None:
+    """Before a Llama Stack server starts on ``run_config`` (enriched): if its stores are on
+    PostgreSQL, create their tables once, in-process, under the database's start-up lock.
+
+    Several server replicas starting together on an empty database would otherwise race on
+    ``CREATE TABLE``. Raises ``DatabaseUnavailableError`` when the database does not answer.
+    """
+    database = find_database(load_run_config(run_config), source=str(run_config))
+    if database is None:
+        return
+    await ping(database, _PING_SECONDS)
+    async with startup_lock(database):
+        with preserved_logging():
+            client = await active_backend().open_library(run_config)
+        try:
+            await prime_stores(client)
+        finally:
+            await client.aclose()
+    logger.info("Llama Stack's tables are ready in %s", database.label)
 
 
 async def _library_client(config: LlamaEntraConfig, run_config: Path) -> StackClient:

@@ -36,7 +36,8 @@ def database_comes_back(postgres: PostgresServer) -> Iterator[PostgresServer]:
 def _wait_for_status(url: str, status: int, deadline_seconds: float = 90) -> httpx.Response:
     deadline = time.monotonic() + deadline_seconds
     while True:
-        response = httpx.get(url, timeout=10)
+        # Long per call: while Llama Stack (re)starts in-process the service answers late.
+        response = httpx.get(url, timeout=60)
         if response.status_code == status:
             return response
         assert time.monotonic() < deadline, f"{url}: {response.status_code} {response.text}"

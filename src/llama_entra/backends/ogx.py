@@ -104,6 +104,8 @@ class OgxClientAdapter:
             yield
         except Exception as exc:
             error = exc if isinstance(exc, LlamaEntraError) else translate(exc)
+            if error is not exc:
+                error.__cause__ = exc  # the hook reads the chain (a lost database's error)
             if self.error_hook is not None:
                 error = self.error_hook(error)
             if error is exc:
