@@ -47,7 +47,9 @@ def test_servers_started_together_on_an_empty_database_share_conversations(
         home.mkdir()
         env = stack_environment(emulator, home / "state") | postgres.environment(database)
         config = service_config(home, emulator)
-        return stack.enter_context(start_llama_stack(config, env, run_config=run_config))
+        # The second server waits for the first one's tables: two starts in a row.
+        started = start_llama_stack(config, env, run_config=run_config, deadline_seconds=240)
+        return stack.enter_context(started)
 
     with contextlib.ExitStack() as stack:
         with ThreadPoolExecutor(max_workers=2) as pool:

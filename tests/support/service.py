@@ -156,12 +156,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_server(
-    command: list[str], env: Mapping[str, str], log_path: Path, probe: str, base: str
+    command: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    probe: str,
+    base: str,
+    *,
+    deadline_seconds: float = 90,
 ) -> Iterator[ServiceHandle]:
     """Run ``command`` in the repository root until the block exits; up once ``probe`` is 200."""
     process = _spawn(command, env, log_path)
     try:
-        wait_until_up(probe, process, log_path, deadline_seconds=90)
+        wait_until_up(probe, process, log_path, deadline_seconds)
         yield ServiceHandle(base, process, log_path)
     finally:
         _stop(process)
@@ -216,6 +222,7 @@ def start_llama_stack(
     *,
     port: int | None = None,
     run_config: Path = ROOT / "run-configs" / "azure.yaml",
+    deadline_seconds: float = 90,
 ) -> Iterator[ServiceHandle]:
     """Run the container entrypoint (enrich, then the backend's server) until the block exits."""
     port = port or free_port()
@@ -228,7 +235,10 @@ def start_llama_stack(
         "LLAMA_STACK_HOST": "127.0.0.1",
     }
     log_path = service_config_path.with_name(f"llama-stack-{port}.log")
-    with running_server(command, environment, log_path, f"{base}/v1/health", base) as handle:
+    probe = f"{base}/v1/health"
+    with running_server(
+        command, environment, log_path, probe, base, deadline_seconds=deadline_seconds
+    ) as handle:
         yield handle
 
 
