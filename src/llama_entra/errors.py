@@ -14,7 +14,8 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   └── TokenRejectedError     Entra ID answered and refused (wrong secret, unknown client)
     ├── UpstreamError             Llama Stack or Azure OpenAI failed   -> 502 (or its status)
     │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
-    │   │   └── UpstreamConnectionError  the connection failed or was dropped mid-call
+    │   │   ├── UpstreamConnectionError  the connection failed or was dropped mid-call
+    │   │   └── DatabaseUnavailableError  Llama Stack's PostgreSQL database unreachable -> 503
     │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
     ├── NotFoundError             unknown model or conversation      -> 404
     └── AuthError                 an inbound caller is not let in
@@ -34,6 +35,7 @@ __all__ = [
     "AuthError",
     "AuthUnavailableError",
     "ConfigError",
+    "DatabaseUnavailableError",
     "ForbiddenError",
     "LlamaEntraError",
     "NotFoundError",
@@ -107,6 +109,15 @@ class UpstreamConnectionError(UpstreamUnavailableError):
     A Llama Stack 0.7.3 server drops a streaming call whose upstream answered 401, so for a
     stream this may be Azure refusing the token.
     """
+
+
+class DatabaseUnavailableError(UpstreamUnavailableError):
+    """Llama Stack's database cannot be reached; ``database`` names it, ``cause`` says why."""
+
+    def __init__(self, database: str, cause: str) -> None:
+        self.database = database
+        self.cause = cause
+        super().__init__(f"{database} unavailable: {cause}", status=503)
 
 
 class UpstreamAuthError(UpstreamError):

@@ -85,5 +85,10 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
         return upstream_error(status, str(exc) or type(exc).__name__)
     if isinstance(exc, ValueError) and "API key" in str(exc):
         return UpstreamError("Azure OpenAI credentials were not sent with the call", status=502)
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
-    return UpstreamError(f"Llama Stack call failed: {first_line}", status=502)
+    if isinstance(exc, ValueError):  # a value the caller gave; a Llama Stack server says 400
+        return UpstreamError(_first_line(exc), status=400)
+    return UpstreamError(f"Llama Stack call failed: {_first_line(exc)}", status=502)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]

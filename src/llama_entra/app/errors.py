@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from llama_entra.errors import (
     AuthUnavailableError,
+    DatabaseUnavailableError,
     ForbiddenError,
     LlamaEntraError,
     NotFoundError,
@@ -31,6 +32,9 @@ from llama_entra.errors import (
 __all__ = ["error_body", "install_error_handlers", "status_and_body"]
 
 logger = logging.getLogger(__name__)
+# Upstream statuses that say something about the caller's request and pass through; any other
+# (401 from Azure after the retry, 403, 426, 5xx) is the service's problem: 502.
+_CALLERS_STATUSES = frozenset({400, 404, 409, 413, 422, 429})
 
 
 def error_body(response: str, cause: str) -> dict[str, Any]:
@@ -51,12 +55,14 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
             return 503, error_body("Authentication unavailable", str(exc)), {}
         case NotFoundError():
             return 404, error_body("Not found", str(exc)), {}
+        case DatabaseUnavailableError():
+            return 503, error_body("Database unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamUnavailableError():
             return 503, error_body("Llama Stack unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamAuthError():
             return 502, error_body("Azure OpenAI rejected the Entra ID token", exc.message), {}
         case UpstreamError():
-            status = exc.status if exc.status and 400 <= exc.status < 500 else 502
+            status = exc.status if exc.status in _CALLERS_STATUSES else 502
             headers = {"Retry-After": "1"} if status == 429 else {}
             return status, error_body("Azure OpenAI or Llama Stack error", exc.message), headers
         case _:

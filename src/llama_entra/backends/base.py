@@ -9,14 +9,17 @@ plain JSON dicts, listings as small records, and every failure as a ``LlamaEntra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from llama_entra.errors import LlamaEntraError
+
 __all__ = [
     "Backend",
     "ConversationMessage",
+    "ErrorHook",
     "Headers",
     "InferenceProviderKit",
     "ListedModel",
@@ -26,6 +29,7 @@ __all__ = [
 
 Headers = Mapping[str, str]
 JSON = dict[str, Any]
+ErrorHook = Callable[[LlamaEntraError], LlamaEntraError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,10 @@ class ConversationMessage:
 
 class StackClient(Protocol):
     """The Llama Stack client of the process (library or server), backend-neutral."""
+
+    error_hook: ErrorHook | None
+    """Sees every error the client raises, after translation, and may replace it (the client
+    holder turns a lost database into a 503 naming it)."""
 
     @property
     def backend(self) -> Backend:

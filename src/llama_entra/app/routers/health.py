@@ -1,7 +1,8 @@
 """Probes and service information: ``/liveness``, ``/readiness``, ``/v1/info``.
 
 Probes never rebuild anything and never need Entra ID: readiness reports whether Llama Stack
-answers; the Entra state is in ``/v1/info``.
+answers (and, on a PostgreSQL run config in library mode, its database); the Entra state is in
+``/v1/info``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from llama_entra.app.deps import HolderDep, authorized
-from llama_entra.app.errors import error_body
+from llama_entra.app.errors import status_and_body
 from llama_entra.auth import Authenticator, Principal
 from llama_entra.backends import package_version
 from llama_entra.errors import LlamaEntraError
+from llama_entra.stack import ClientHolder
 
 __all__ = ["router"]
 
@@ -31,12 +33,16 @@ async def liveness() -> dict[str, bool]:
 
 @router.get("/readiness")
 async def readiness(holder: HolderDep) -> JSONResponse:
-    """200 when Llama Stack answers (always, in library mode once started), else 503."""
+    """200 when Llama Stack (and its database, if any) answers, else 503 saying which not."""
     try:
         await holder.check_reachable(_READINESS_TIMEOUT)
     except LlamaEntraError as exc:
-        return JSONResponse(error_body("Llama Stack unavailable", str(exc)), status_code=503)
-    return JSONResponse({"ready": True, "reason": "Llama Stack answers"})
+        _, body, _ = status_and_body(exc)
+        return JSONResponse(body, status_code=503)
+    reason = "Llama Stack answers"
+    if holder.database is not None:
+        reason += f"; {holder.database.label} answers"
+    return JSONResponse({"ready": True, "reason": reason})
 
 
 @router.get("/v1/info")
@@ -64,4 +70,16 @@ async def info(
         "authentication": authenticator.module,
         "entra_id": entra,
         "azure_providers": holder.known_azure_bases(),
+        "database": _database(holder),
+    }
+
+
+def _database(holder: ClientHolder) -> dict[str, Any] | None:
+    if holder.database is None:
+        return None
+    waiting = holder.waiting_for
+    return {
+        **holder.database.describe(),
+        "llama_stack_started": holder.started,
+        "last_error": waiting.cause if waiting is not None else None,
     }
