@@ -25,6 +25,7 @@ from llama_entra.backends import StackClient
 from llama_entra.conversation_ids import llama_stack_id
 from llama_entra.conversation_index import ConversationIndex, IndexedConversation, IndexedTurn
 from llama_entra.errors import ConversationNotFoundError, NotFoundError
+from llama_entra.stack import ClientHolder
 
 __all__ = ["OWNER_KEY", "ConversationStore", "Turn", "iso"]
 
@@ -50,9 +51,14 @@ class Turn:
 class ConversationStore:
     """Creates, finds, lists and deletes a caller's conversations."""
 
-    def __init__(self, client: StackClient, index: ConversationIndex) -> None:
-        self.client = client
+    def __init__(self, holder: ClientHolder, index: ConversationIndex) -> None:
+        self._holder = holder
         self.index = index
+
+    @property
+    def client(self) -> StackClient:
+        """The holder's current client (Llama Stack may restart after a database outage)."""
+        return self._holder.client
 
     async def create(self, owner: str) -> str:
         """A new conversation owned by ``owner``; its Llama Stack id."""

@@ -14,7 +14,8 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   └── TokenRejectedError     Entra ID answered and refused (wrong secret, unknown client)
     ├── UpstreamError             Llama Stack or Azure OpenAI failed   -> 502 (or its status)
     │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
-    │   │   └── UpstreamConnectionError  the connection failed or was dropped mid-call
+    │   │   ├── UpstreamConnectionError  the connection failed or was dropped mid-call
+    │   │   └── DatabaseUnavailableError  Llama Stack's PostgreSQL database unreachable -> 503
     │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
     ├── NotFoundError             a named thing does not exist       -> 404
     │   ├── ModelNotFoundError     unknown model or provider
@@ -26,7 +27,9 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
         └── AuthUnavailableError   the auth backend cannot decide     -> 503 (fail closed)
 
 Messages and causes carried by these errors are safe to show to callers: they never contain a
-secret or a token.
+secret or a token. ``TokenError`` and ``UpstreamAuthError`` also carry ``status_code`` (503,
+502): the ``remote::azure-entra`` provider raises them inside Llama Stack, whose servers answer
+with an exception's ``status_code`` and its message.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "AuthUnavailableError",
     "ConfigError",
     "ConversationNotFoundError",
+    "DatabaseUnavailableError",
     "ForbiddenError",
     "InvalidInputError",
     "LlamaEntraError",
@@ -72,6 +76,8 @@ class ConfigError(LlamaEntraError):
 
 class TokenError(LlamaEntraError):
     """No valid Entra ID token could be had; ``cause`` says why, without secrets."""
+
+    status_code = 503
 
     def __init__(self, cause: str) -> None:
         self.cause = cause
@@ -111,8 +117,19 @@ class UpstreamConnectionError(UpstreamUnavailableError):
     """
 
 
+class DatabaseUnavailableError(UpstreamUnavailableError):
+    """Llama Stack's database cannot be reached; ``database`` names it, ``cause`` says why."""
+
+    def __init__(self, database: str, cause: str) -> None:
+        self.database = database
+        self.cause = cause
+        super().__init__(f"{database} unavailable: {cause}", status=503)
+
+
 class UpstreamAuthError(UpstreamError):
     """Azure OpenAI rejected a fresh token too: the identity lacks access."""
+
+    status_code = 502
 
 
 class NotFoundError(LlamaEntraError):

@@ -5,10 +5,15 @@ the service and never rebuilds it: the Entra token travels in the provider-data 
 call. It knows which models belong to ``remote::azure`` providers and their base URLs, merges
 the Azure keys with static provider data into one header, and when Azure answers 401 it drops
 the token, gets one fresh token and retries the call once.
+
+In library mode on a PostgreSQL run config the client may come later (``attach``): until then
+every use of ``client`` raises ``DatabaseUnavailableError``; readiness checks the database too,
+and a lost database in any call becomes that error (503 naming the database).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -17,10 +22,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from llama_entra.backends import StackClient
+from llama_entra.backends import StackClient, active_backend
 from llama_entra.config import LlamaEntraConfig
+from llama_entra.database import DatabaseTarget, database_cause, ping
 from llama_entra.entra import TokenManager
 from llama_entra.errors import (
+    DatabaseUnavailableError,
     LlamaEntraError,
     ModelNotFoundError,
     UpstreamAuthError,
@@ -54,20 +61,68 @@ class ClientHolder:
     def __init__(
         self,
         config: LlamaEntraConfig,
-        client: StackClient,
+        client: StackClient | None,
         tokens: TokenManager | None,
         *,
         mode: str,
+        database: DatabaseTarget | None = None,
     ) -> None:
         self.config = config
-        self.client = client
-        self.backend = client.backend
+        self.backend = active_backend()
         self.tokens = tokens
         self.mode = mode
+        self.database = database
         self.header = config.llama_stack.provider_data_header or self.backend.provider_data_header
+        self._client: StackClient | None = None
+        self.waiting_for: DatabaseUnavailableError | None = None  # why Llama Stack is not ready
+        # Set while Llama Stack must be (re)started once its database answers (library mode).
+        self.restart_needed = asyncio.Event()
+        if client is None:
+            self.restart_needed.set()
+        else:
+            self.attach(client)
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
+
+    @property
+    def client(self) -> StackClient:
+        """The Llama Stack client; ``DatabaseUnavailableError`` while it waits for its database."""
+        if self._client is None:
+            raise self.waiting_for or DatabaseUnavailableError("Llama Stack's database", "not up")
+        return self._client
+
+    @property
+    def started(self) -> bool:
+        """Whether Llama Stack runs and needs no restart (library mode: its database answered)."""
+        return self._client is not None and not self.restart_needed.is_set()
+
+    def attach(self, client: StackClient) -> None:
+        """The client, once Llama Stack could start (library mode, database back)."""
+        if self.database is not None:
+            client.error_hook = self._watch_database
+        self._client = client
+        self.waiting_for = None
+        self.restart_needed.clear()
+
+    async def detach(self) -> None:
+        """Shut the current client down before a restart; calls get 503 until ``attach``."""
+        client, self._client = self._client, None
+        if client is not None:
+            await _close(client)
+
+    def _watch_database(self, error: LlamaEntraError) -> LlamaEntraError:
+        """A lost database in ``error`` becomes a 503 naming it (and, in library mode, a
+        restart of the stack once it answers: llama-stack 0.7.3's stores never reconnect)."""
+        assert self.database is not None  # noqa: S101 - only hooked when there is one
+        cause = database_cause(error, self.database)
+        if cause is None:
+            return error
+        lost = DatabaseUnavailableError(self.database.label, cause)
+        if self.mode == "library":
+            self.waiting_for = lost
+            self.restart_needed.set()
+        return lost
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -97,8 +152,16 @@ class ClientHolder:
         return dict(self._azure_bases or {})
 
     async def check_reachable(self, seconds: float) -> None:
-        """Raise ``UpstreamUnavailableError`` unless Llama Stack answers within ``seconds``."""
+        """Return when Llama Stack answers within ``seconds``, else raise why (503, 426, ...).
+
+        Library mode: in-process, up once started; a PostgreSQL run config also needs its
+        database to answer. Service mode: the server's health endpoint.
+        """
+        if self.mode == "library" and not self.started:
+            raise self.waiting_for or DatabaseUnavailableError("Llama Stack", "starting")
         await self.client.check_health(seconds)
+        if self.database is not None:
+            await ping(self.database, seconds)
 
     async def models(self) -> list[ModelInfo]:
         """Every model Llama Stack lists (no Azure call: model refresh is off)."""
@@ -259,10 +322,15 @@ class ClientHolder:
 
     async def aclose(self) -> None:
         """Close the client (and shut the in-process stack down in library mode)."""
-        try:
-            await self.client.aclose()
-        except Exception:  # shutdown must go on
-            logger.exception("closing the Llama Stack client failed")
+        if self._client is not None:
+            await _close(self._client)
+
+
+async def _close(client: StackClient) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # shutdown must go on
+        logger.exception("closing the Llama Stack client failed")
 
 
 def _is_unauthorized(exc: LlamaEntraError) -> bool:

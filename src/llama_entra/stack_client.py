@@ -4,28 +4,53 @@ Library mode enriches the configured run config (so the Azure providers start wi
 credential), writes it to a private file under the state directory and starts the active
 backend's library client on it. Service mode connects the backend's client to
 ``llama_stack.url``. Neither talks to Entra ID or Azure.
+
+``start_stack`` also primes the stores (Llama Stack creates tables lazily, without a lock). On
+a PostgreSQL run config it first checks the database and does all of it under the database's
+start-up lock, so replicas starting together on an empty database never race on
+``CREATE TABLE``; ``keep_stack_running`` starts it in the background once the database answers,
+and restarts it after the database came back from an outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
 
 from llama_entra.backends import StackClient, active_backend, package_version
 from llama_entra.config import LlamaEntraConfig
+from llama_entra.database import DatabaseTarget, find_database, ping, startup_lock
 from llama_entra.enrich import (
     enrich_run_config,
     ensure_tiktoken_cache,
     load_run_config,
     write_enriched,
 )
-from llama_entra.errors import ConfigError, LlamaEntraError, UpstreamError
+from llama_entra.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    LlamaEntraError,
+    UpstreamError,
+)
 from llama_entra.logs import preserved_logging
+from llama_entra.stack import ClientHolder
 
-__all__ = ["build_stack_client", "check_server", "prime_stores"]
+__all__ = [
+    "build_stack_client",
+    "check_server",
+    "create_server_tables",
+    "keep_stack_running",
+    "library_database",
+    "prime_stores",
+    "start_stack",
+]
 
 logger = logging.getLogger(__name__)
+_PING_SECONDS = 5.0
+_RETRY_MAX_SECONDS = 15.0
+_RESTART_MIN_INTERVAL = 5.0
 
 
 async def build_stack_client(config: LlamaEntraConfig) -> StackClient:
@@ -40,6 +65,93 @@ async def build_stack_client(config: LlamaEntraConfig) -> StackClient:
     if settings.config is None:
         raise ConfigError("library mode needs a run config", key="llama_stack.config")
     return await _library_client(config, settings.config)
+
+
+def library_database(config: LlamaEntraConfig) -> DatabaseTarget | None:
+    """The PostgreSQL database of the library-mode run config, if its stores use one."""
+    run_config = config.llama_stack.config
+    if config.llama_stack.mode != "library" or run_config is None:
+        return None
+    try:
+        return find_database(load_run_config(run_config), source=str(run_config))
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, file=str(run_config), key=exc.key) from exc
+
+
+async def start_stack(config: LlamaEntraConfig, database: DatabaseTarget | None) -> StackClient:
+    """Build the client and prime its stores; with a database, under its start-up lock.
+
+    Raises ``DatabaseUnavailableError`` when the database does not answer (retry later) and
+    ``ConfigError`` when Llama Stack cannot start on a database that answers.
+    """
+    if database is None:
+        client = await build_stack_client(config)
+        if config.llama_stack.mode == "service":
+            await check_server(client, config.llama_stack.url)
+        await prime_stores(client)
+        return client
+    await ping(database, _PING_SECONDS)
+    async with startup_lock(database):
+        try:
+            client = await build_stack_client(config)
+        except ConfigError:
+            await ping(database, _PING_SECONDS)  # gone meanwhile: not a config mistake
+            raise
+        await prime_stores(client)
+    return client
+
+
+async def keep_stack_running(config: LlamaEntraConfig, holder: ClientHolder) -> None:
+    """Library mode on PostgreSQL: (re)start Llama Stack whenever the holder asks for it.
+
+    The holder asks when there is no client yet (database down at start-up) and after a call
+    failed on the database: llama-stack 0.7.3's key-value stores keep one connection and never
+    reconnect, so once the database answers again the in-process stack is shut down and
+    started afresh (about as long as a start-up). Attempts back off from 1 s to 15 s.
+    """
+    database = holder.database
+    if database is None:
+        return
+    while True:
+        await holder.restart_needed.wait()
+        delay = 1.0
+        while True:
+            try:
+                await ping(database, _PING_SECONDS)
+                await holder.detach()  # its stores' connections died with the old server
+                client = await start_stack(config, database)
+                break
+            except DatabaseUnavailableError as exc:
+                holder.waiting_for = exc
+                logger.info("waiting: %s", exc)
+            except ConfigError as exc:
+                logger.error("Llama Stack could not start: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+        holder.attach(client)
+        logger.info("%s answers: Llama Stack started", database.label)
+        await asyncio.sleep(_RESTART_MIN_INTERVAL)  # a flapping database restarts it rarely
+
+
+async def create_server_tables(run_config: Path) -> None:
+    """Before a Llama Stack server starts on ``run_config`` (enriched): if its stores are on
+    PostgreSQL, create their tables once, in-process, under the database's start-up lock.
+
+    Several server replicas starting together on an empty database would otherwise race on
+    ``CREATE TABLE``. Raises ``DatabaseUnavailableError`` when the database does not answer.
+    """
+    database = find_database(load_run_config(run_config), source=str(run_config))
+    if database is None:
+        return
+    await ping(database, _PING_SECONDS)
+    async with startup_lock(database):
+        with preserved_logging():
+            client = await active_backend().open_library(run_config)
+        try:
+            await prime_stores(client)
+        finally:
+            await client.aclose()
+    logger.info("Llama Stack's tables are ready in %s", database.label)
 
 
 async def _library_client(config: LlamaEntraConfig, run_config: Path) -> StackClient:

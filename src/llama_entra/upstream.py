@@ -18,6 +18,7 @@ import openai
 from llama_entra.errors import (
     LlamaEntraError,
     NotFoundError,
+    TokenUnavailableError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamUnavailableError,
@@ -32,6 +33,8 @@ __all__ = [
 
 # The builtin Responses provider reports an Azure 401 as a 500 that keeps Azure's text.
 _AZURE_401_TEXT = re.compile(r"\b401\b|Unauthorized|Access denied", re.IGNORECASE)
+# A Llama Stack server whose remote::azure-entra provider had no token (TokenError, 503).
+_ENTRA_UNAVAILABLE = re.compile(r"Entra ID token unavailable: (.+)")
 
 
 def looks_like_azure_refusal(text: str) -> bool:
@@ -56,6 +59,8 @@ def upstream_error(status: int, message: str) -> LlamaEntraError:
     message = (message.strip().splitlines() or ["(no message)"])[0][:500]
     if status == 404:
         return NotFoundError(message)
+    if status == 503 and (entra := _ENTRA_UNAVAILABLE.search(message)) is not None:
+        return TokenUnavailableError(entra.group(1))
     if status == 500 and looks_like_azure_refusal(message):
         return UpstreamError(message, status=401)
     return UpstreamError(message, status=status)

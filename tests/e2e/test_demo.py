@@ -18,6 +18,7 @@ from threading import Thread
 import httpx
 import pytest
 
+from llama_entra.backends import active_backend
 from support.service import ROOT, free_port
 
 _DEADLINE = 120.0
@@ -57,6 +58,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines, Path]]
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "LLAMA_ENTRA_PORT": str(free_port()),
         "LLAMA_ENTRA_DEMO_DIR": str(tmp_path / "demo"),
+        "BACKEND": active_backend().name,  # `make demo` on the backend under test
     }
     process = subprocess.Popen(
         ["make", "--no-print-directory", "demo"],
@@ -98,6 +100,8 @@ def test_demo_examples_answer_and_ctrl_c_stops_everything(
     reply = httpx.post(url.group(1), json=json.loads(body.group(1)), timeout=30)
     assert reply.status_code == 200, reply.text
     assert reply.json()["response"] == "You said: Hello Entra"
+    info = httpx.get(url.group(1).replace("/v1/query", "/v1/info"), timeout=10).json()
+    assert info["backend"] == active_backend().name
 
     python_example = next(line.strip() for line in output.lines if "import openai" in line)
     command = shlex.split(python_example)

@@ -293,3 +293,81 @@ def test_library_client_answers_with_token_in_the_backends_provider_data_header(
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["text"] == "You said: through llama stack"
     assert result["failure"] is not None
+
+
+def test_embeddings_are_deterministic_word_vectors_behind_the_same_auth(
+    fresh_emulator: EmulatorHandle, request: pytest.FixtureRequest
+) -> None:
+    client = _openai(fresh_emulator, _token(fresh_emulator))
+    request.addfinalizer(client.close)
+    model = fresh_emulator.embedding_model
+    result = client.embeddings.create(model=model, input=["red apple pie", "red apple", "blue sky"])
+    pie, apple, sky = (item.embedding for item in result.data)
+    assert len(pie) == fresh_emulator.embedding_dimension
+    assert abs(sum(v * v for v in pie) - 1.0) < 1e-6
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(pie, apple) > cosine(pie, sky)  # shared words bring vectors together
+    again = client.embeddings.create(model=model, input="red apple pie", dimensions=8)
+    assert len(again.data[0].embedding) == 8
+    assert result.usage.prompt_tokens == 7
+    assert fresh_emulator.counters()["embeddings"] == 2
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model=fresh_emulator.model, input="a chat deployment")
+    with (
+        _openai(fresh_emulator, "not-a-token") as denied,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        denied.embeddings.create(model=model, input="x")
+
+
+def test_chat_tool_call_on_bang_call_and_tool_result_reply(
+    fresh_emulator: EmulatorHandle, request: pytest.FixtureRequest
+) -> None:
+    client = _openai(fresh_emulator, _token(fresh_emulator))
+    request.addfinalizer(client.close)
+    tools: Any = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    messages: Any = [{"role": "user", "content": "!call rivers of Spain"}]
+    plain = client.chat.completions.create(
+        model=fresh_emulator.model, messages=messages, tools=tools
+    )
+    [call] = plain.choices[0].message.tool_calls or []
+    assert plain.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "lookup",
+        {"query": "rivers of Spain"},
+    )
+    stream = client.chat.completions.create(
+        model=fresh_emulator.model, messages=messages, tools=tools, stream=True
+    )
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    streamed_args = "".join(
+        (tc.function.arguments or "") for d in deltas for tc in (d.tool_calls or []) if tc.function
+    )
+    assert json.loads(streamed_args) == {"query": "rivers of Spain"}
+    follow_up = [
+        *messages,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Ebro and Tagus"},
+    ]
+    answer = client.chat.completions.create(
+        model=fresh_emulator.model, messages=follow_up, tools=tools
+    )
+    assert answer.choices[0].message.content == "Tool said: Ebro and Tagus"
+
+
+def test_responses_route_answers_plain_input(
+    fresh_emulator: EmulatorHandle, request: pytest.FixtureRequest
+) -> None:
+    client = _openai(fresh_emulator, _token(fresh_emulator))
+    request.addfinalizer(client.close)
+    response = client.responses.create(model=fresh_emulator.model, input="hello responses")
+    assert response.output_text == "You said: hello responses"
+    assert fresh_emulator.counters()["responses"] == 1
+    with (
+        _openai(fresh_emulator, "not-a-token") as denied,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        denied.responses.create(model=fresh_emulator.model, input="x")

@@ -77,6 +77,10 @@ def test_proxy_openai_sdk_chat_stream_and_models(
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert text == "You said: streamed proxy"
         assert [m.id for m in client.models.list()] == [fresh_emulator.model]
+        response = client.responses.create(model=fresh_emulator.model, input="responses proxy")
+        assert response.output_text == "You said: responses proxy"
+        vectors = client.embeddings.create(model=fresh_emulator.embedding_model, input="proxy")
+        assert len(vectors.data[0].embedding) == fresh_emulator.embedding_dimension
     assert fresh_emulator.counters()["token_requests"] == 1
 
 

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from llama_entra.backends import PROVIDER_DATA_HEADERS
 from support.emulator import EmulatorHandle
 from support.service import (
     ServiceHandle,
@@ -83,6 +84,23 @@ def test_service_mode_query_stream_and_openai_sdk(
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == "You said: server stream"
+
+
+@pytest.mark.parametrize("header", PROVIDER_DATA_HEADERS)
+def test_service_mode_callers_provider_data_never_reaches_azure(
+    service: ServiceHandle, fresh_emulator: EmulatorHandle, header: str
+) -> None:
+    forged = json.dumps({"azure_api_key": "attacker-key", "azure_api_base": "https://evil.test/v1"})
+    response = httpx.post(
+        f"{service.url}/v1/query",
+        json={"query": "redirect me"},
+        headers={header: forged, "api-key": "attacker-key"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    sent = fresh_emulator.last_request_headers()[-1]
+    assert "attacker-key" not in json.dumps(sent)
+    assert sent["authorization"].startswith("Bearer ey")  # an Entra token the emulator issued
 
 
 def test_service_mode_revoked_token_streaming_refreshes_once(

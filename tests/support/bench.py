@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_entra.backends import active_backend, package_version
 from support.service import ROOT
 
 __all__ = ["Summary", "machine", "report", "summarize", "timed"]
@@ -54,8 +55,10 @@ def timed(call: Callable[[], object]) -> float:
 
 
 def machine() -> dict[str, Any]:
-    """Where the numbers come from."""
+    """Where the numbers come from (the backend included)."""
+    backend = active_backend()
     return {
+        "backend": f"{backend.name} {package_version(backend.package)}",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -64,7 +67,7 @@ def machine() -> dict[str, Any]:
 
 
 def report(benchmark: str, series: Sequence[Summary], results: dict[str, Any]) -> dict[str, Any]:
-    """Print a table of ``series`` and ``results``; write ``bench-results/<benchmark>.json``."""
+    """Print a table of ``series`` and ``results``; write ``bench-results/BACKEND/NAME.json``."""
     document = {
         "benchmark": benchmark,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -72,9 +75,10 @@ def report(benchmark: str, series: Sequence[Summary], results: dict[str, Any]) -
         "series": [asdict(s) for s in series],
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{benchmark}.json").write_text(json.dumps(document, indent=2) + "\n")
-    lines = [f"\n== {benchmark} =="]
+    directory = RESULTS / active_backend().name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{benchmark}.json").write_text(json.dumps(document, indent=2) + "\n")
+    lines = [f"\n== {benchmark} ({document['machine']['backend']}) =="]
     if series:
         lines.append(f"{'series':<48} {'n':>6} {'median ms':>10} {'p95 ms':>10} {'p99 ms':>10}")
         lines += [

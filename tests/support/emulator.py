@@ -40,6 +40,8 @@ class EmulatorHandle:
         self.cert_client_id: str = info["cert_client_id"]
         self.cert_path = Path(info["cert_path"])
         self.model: str = info["models"][0]
+        self.embedding_model: str = info["embedding_models"][0]
+        self.embedding_dimension: int = info["embedding_dimension"]
         self.static_api_key: str = info["static_api_key"]
         self.managed_identity_endpoint: str = info["managed_identity_endpoint"]
         self.managed_identity_header: str = info["managed_identity_header"]

@@ -30,11 +30,13 @@ from support.emulator import EmulatorHandle
 __all__ = [
     "ROOT",
     "ServiceHandle",
+    "entra_identity_environment",
     "free_port",
     "running_server",
     "service_config",
     "stack_environment",
     "start_llama_stack",
+    "start_replicas",
     "start_service",
     "wait_until_up",
 ]
@@ -49,6 +51,18 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def entra_identity_environment(emulator: EmulatorHandle) -> dict[str, str]:
+    """The azure-identity variables for the emulator's demo client (remote::azure-entra)."""
+    return {
+        "AZURE_TENANT_ID": emulator.tenant_id,
+        "AZURE_CLIENT_ID": emulator.client_id,
+        "AZURE_CLIENT_SECRET": emulator.client_secret,
+        "AZURE_AUTHORITY_HOST": emulator.url,
+        "AZURE_EMBEDDING_MODEL": emulator.embedding_model,
+        "AZURE_EMBEDDING_DIMENSION": str(emulator.embedding_dimension),
+    }
 
 
 def stack_environment(emulator: EmulatorHandle, state_dir: Path) -> dict[str, str]:
@@ -74,11 +88,15 @@ def service_config(
     entra: Mapping[str, Any] | None = None,
     with_entra: bool = True,
     extra: Mapping[str, Any] | None = None,
+    run_config: Path | str = "azure.yaml",
 ) -> Path:
-    """Write ``llama-entra.yaml`` for the emulator's demo client; returns its path."""
+    """Write ``llama-entra.yaml`` for the emulator's demo client; returns its path.
+
+    ``run_config`` is the library-mode run config: a name in ``run-configs/`` or a path.
+    """
     llama_stack: dict[str, Any] = {"mode": mode}
     if mode == "library":
-        llama_stack["config"] = str(ROOT / "run-configs" / "azure.yaml")
+        llama_stack["config"] = str(ROOT / "run-configs" / run_config)
     else:
         llama_stack["url"] = llama_stack_url
     document: dict[str, Any] = {
@@ -133,25 +151,39 @@ def wait_until_up(
         time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def running_server(
-    command: list[str], env: Mapping[str, str], log_path: Path, probe: str, base: str
-) -> Iterator[ServiceHandle]:
-    """Run ``command`` in the repository root until the block exits; up once ``probe`` is 200."""
+def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT
         )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
     try:
-        wait_until_up(probe, process, log_path, deadline_seconds=90)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def running_server(
+    command: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    probe: str,
+    base: str,
+    *,
+    deadline_seconds: float = 90,
+) -> Iterator[ServiceHandle]:
+    """Run ``command`` in the repository root until the block exits; up once ``probe`` is 200."""
+    process = _spawn(command, env, log_path)
+    try:
+        wait_until_up(probe, process, log_path, deadline_seconds)
         yield ServiceHandle(base, process, log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 @contextlib.contextmanager
@@ -168,25 +200,67 @@ def start_service(
 
 
 @contextlib.contextmanager
+def start_replicas(
+    replicas: list[tuple[Path, Mapping[str, str]]],
+    *,
+    deadline_seconds: float = 120,
+    wait: bool = True,
+) -> Iterator[list[ServiceHandle]]:
+    """Start ``llama-entra serve`` for each ``(config_path, env)`` at the same moment.
+
+    All processes are spawned before any is waited on, so their start-ups overlap; with
+    ``wait=False`` the block starts at once and the caller waits (``wait_until_up``).
+    """
+    handles: list[ServiceHandle] = []
+    try:
+        for config_path, env in replicas:
+            port = free_port()
+            command = [str(_BIN / "llama-entra"), "serve", "-c", str(config_path)]
+            log_path = config_path.with_name(f"service-{port}.log")
+            process = _spawn([*command, "--port", str(port)], env, log_path)
+            handles.append(ServiceHandle(f"http://127.0.0.1:{port}", process, log_path))
+        for handle in handles if wait else []:
+            probe = f"{handle.url}/liveness"
+            wait_until_up(probe, handle.process, handle.log_path, deadline_seconds)
+        yield handles
+    finally:
+        for handle in handles:
+            _stop(handle.process)
+
+
+@contextlib.contextmanager
 def start_llama_stack(
-    service_config_path: Path,
+    service_config_path: Path | None,
     env: Mapping[str, str],
     *,
     port: int | None = None,
     run_config: Path = ROOT / "run-configs" / "azure.yaml",
+    log_dir: Path | None = None,
+    deadline_seconds: float = 90,
 ) -> Iterator[ServiceHandle]:
-    """Run the container entrypoint (enrich, then the backend's server) until the block exits."""
+    """Run the container entrypoint (enrich, then the backend's server) until the block exits.
+
+    ``service_config_path`` None runs ``--entra`` (no service config: the identity, if any, comes
+    from the environment); the log then goes to ``log_dir``.
+    """
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     script = ROOT / "scripts" / "llama-stack-entrypoint.sh"
-    command = [str(script), str(service_config_path), str(run_config), "--port", str(port)]
+    source = "--entra" if service_config_path is None else str(service_config_path)
+    command = [str(script), source, str(run_config), "--port", str(port)]
     environment = {
         **env,
         "PATH": f"{_BIN}{os.pathsep}{env.get('PATH', '')}",
         "LLAMA_STACK_HOST": "127.0.0.1",
     }
-    log_path = service_config_path.with_name(f"llama-stack-{port}.log")
-    with running_server(command, environment, log_path, f"{base}/v1/health", base) as handle:
+    directory = log_dir or (service_config_path.parent if service_config_path else None)
+    if directory is None:
+        raise ValueError("log_dir is required with --entra")
+    log_path = directory / f"llama-stack-{port}.log"
+    probe = f"{base}/v1/health"
+    with running_server(
+        command, environment, log_path, probe, base, deadline_seconds=deadline_seconds
+    ) as handle:
         yield handle
 
 

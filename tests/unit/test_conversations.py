@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -67,7 +68,8 @@ def test_turns_pair_answers_with_questions_even_when_interleaved() -> None:
         {"type": "function_call_output", "call_id": "c1", "output": "found"},
         _message("assistant", "a2"),
     ]
-    store = ConversationStore(_Items(items), None)  # type: ignore[arg-type]
+    holder = SimpleNamespace(client=_Items(items))  # the store reads the holder's client
+    store = ConversationStore(holder, None)  # type: ignore[arg-type]
     turns = asyncio.run(store.turns("conv_x"))
     assert [[m["content"] for m in t.messages] for t in turns] == [["q1", "a1"], ["q2", "a2"]]
     assert turns[1].tool_calls == [

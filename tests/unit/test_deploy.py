@@ -8,6 +8,7 @@ no secret in a manifest) are asserted on what kustomize produced, not on the sou
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llama_entra.config import parse_config
+from llama_entra.config import expand_env, parse_config
+from llama_entra.provider import get_provider_spec
 from support.deploy import DEPLOY, config_maps, container, containers, kustomizations, render
 from support.service import ROOT
 
@@ -34,7 +36,8 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 
 def test_every_role_and_credential_has_a_kustomization() -> None:
     names = {str(path.relative_to(DEPLOY)) for path in kustomizations()}
-    assert {"library-mode", "service-mode", "sidecar"} <= names
+    assert {"library-mode", "service-mode", "sidecar", "postgres-in-cluster"} <= names
+    assert {"examples/library-mode-postgres", "examples/service-mode-postgres"} <= names
     examples = " ".join(names)
     assert "certificate" in examples and "workload-identity" in examples
 
@@ -66,7 +69,8 @@ def test_llama_entra_containers_use_the_image_and_have_probes(
     rendered: list[dict[str, Any]],
 ) -> None:
     ours = [item for _, item in containers(rendered) if "llama-entra" in item["image"]]
-    assert ours
+    names = {d["metadata"]["name"] for d in rendered if d["kind"] == "Deployment"}
+    assert ours or names == {"postgres"}  # only deploy/postgres-in-cluster runs none of ours
     for item in ours:
         assert item["image"] == "localhost/llama-entra:0.1.0"
         assert "startupProbe" in item and "livenessProbe" in item, item["name"]
@@ -192,3 +196,109 @@ def test_commands_in_manifests_name_files_of_the_image() -> None:
             f"COPY {word} " in CONTAINERFILE or f"COPY {Path(word).parts[0]}/ " in CONTAINERFILE
         )
         assert copied, f"{word} is not in the image"
+
+
+def test_llama_stack_entra_example_holds_the_identity_with_workload_identity_and_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = render(DEPLOY / "examples" / "llama-stack-entra-workload-identity")
+    server = container(docs, "llama-stack")
+    assert server["command"] == [
+        "scripts/llama-stack-entrypoint.sh",
+        "--entra",
+        "run-configs/azure-entra.yaml",
+    ]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "llama-entra"
+    azure = next(v for k, v in config_maps(docs).items() if k.startswith("llama-entra-azure"))
+    assert azure["AZURE_CREDENTIAL"] == "workload_identity"
+    # The provider config of the run config, with the pod's environment, names that identity.
+    for name in [n for n in os.environ if n.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**azure, **CREDENTIAL_ENV["workload_identity"]}.items():
+        monkeypatch.setenv(name, value)
+    run = yaml.safe_load((ROOT / "run-configs" / "azure-entra.yaml").read_text())
+    raw = expand_env(run["providers"]["inference"][0]["config"])
+    raw["network"] = None  # Llama Stack turns the "true" default into a boolean itself
+    module, _, name = get_provider_spec().config_class.rpartition(".")
+    config = getattr(importlib.import_module(module), name)(**raw)
+    identity = config.azure_entra_id
+    assert identity.credential == "workload_identity"
+    assert identity.client_secret is None
+    assert str(identity.federated_token_file).endswith("azure-identity-token")
+
+
+def _runs_llama_stack(docs: list[dict[str, Any]], deployment: dict[str, Any]) -> bool:
+    """Whether it holds Llama Stack's stores: a server, or llama-entra in library mode."""
+    item = deployment["spec"]["template"]["spec"]["containers"][0]
+    if "scripts/llama-stack-entrypoint.sh" in item.get("command", []):
+        return True
+    if item.get("command", [])[:2] != ["llama-entra", "serve"]:
+        return False
+    service_config = next(
+        yaml.safe_load(data["llama-entra.yaml"])
+        for name, data in config_maps(docs).items()
+        if name.startswith("llama-entra-config")
+    )
+    return bool(service_config["llama_stack"]["mode"] == "library")
+
+
+def _stores_on_postgres(docs: list[dict[str, Any]], item: dict[str, Any]) -> bool:
+    env = {entry["name"]: entry for entry in item.get("env", [])}
+    maps = config_maps(docs)
+    from_maps: dict[str, str] = {}
+    for source in item.get("envFrom", []):
+        if "configMapRef" in source:
+            from_maps |= maps[source["configMapRef"]["name"]]
+    run_config = from_maps.get("LLAMA_STACK_RUN_CONFIG", "")
+    postgres_run = "run-configs/azure-postgres.yaml"
+    uses_it = run_config == postgres_run or postgres_run in item.get("command", [])
+    password = env.get("POSTGRES_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    return (
+        uses_it
+        and password.get("name") == "llama-entra-postgres"
+        and "value" not in (env.get("POSTGRES_PASSWORD") or {"value": None})
+    )
+
+
+def test_no_role_runs_more_than_one_replica_on_per_pod_sqlite(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for deployment in [d for d in rendered if d["kind"] == "Deployment"]:
+        if not _runs_llama_stack(rendered, deployment):
+            continue
+        labels = deployment["metadata"]["labels"]
+        assert labels.get("llama-entra/stores") == "true", deployment["metadata"]["name"]
+        item = deployment["spec"]["template"]["spec"]["containers"][0]
+        if deployment["spec"].get("replicas", 1) > 1:
+            assert _stores_on_postgres(rendered, item), deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("example", ["library-mode-postgres", "service-mode-postgres"])
+def test_postgres_examples_run_replicas_on_the_database_with_the_password_from_a_secret(
+    example: str,
+) -> None:
+    docs = render(DEPLOY / "examples" / example)
+    holders = [d for d in docs if d["kind"] == "Deployment" and _runs_llama_stack(docs, d)]
+    assert len(holders) == 1
+    assert holders[0]["spec"]["replicas"] > 1
+    item = holders[0]["spec"]["template"]["spec"]["containers"][0]
+    assert _stores_on_postgres(docs, item)
+    env = {entry["name"]: entry for entry in item["env"]}
+    assert env["PGSSLMODE"]["value"] == "$(POSTGRES_SSL_MODE)"  # for 0.7.3's SQL stores
+    others = [d for d in docs if d["kind"] == "Deployment" and d not in holders]
+    for other in others:  # llama-entra in service mode needs no database credential
+        assert "POSTGRES_PASSWORD" not in str(other)
+
+
+def test_postgres_run_config_and_library_config_agree_on_the_variable() -> None:
+    text = (DEPLOY / "library-mode" / "llama-entra.yaml").read_text()
+    assert "${env.LLAMA_STACK_RUN_CONFIG:=run-configs/azure.yaml}" in text
+    run_config = yaml.safe_load((ROOT / "run-configs" / "azure-postgres.yaml").read_text())
+    backends = run_config["storage"]["backends"].values()
+    assert {b["type"] for b in backends} == {"kv_postgres", "sql_postgres"}
+    for backend in backends:
+        assert backend["password"] == "${env.POSTGRES_PASSWORD}"
+        assert backend["host"] == "${env.POSTGRES_HOST:=localhost}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ class FakeStackClient:
     """Just what the holder calls: providers and models (operations are given per test)."""
 
     def __init__(self) -> None:
-        self.backend = SimpleNamespace(provider_data_header=HEADER)
+        self.error_hook = None
         self.provider_lists = 0
         self.providers_unreachable = False
 
@@ -54,6 +53,7 @@ class FakeStackClient:
 
 
 def _holder(entra: FakeEntra | None, **llama_stack: Any) -> ClientHolder:
+    llama_stack.setdefault("provider_data_header", HEADER)
     config = LlamaEntraConfig.model_validate({"llama_stack": llama_stack})
     tokens = fake_manager(entra) if entra is not None else None
     return ClientHolder(config, FakeStackClient(), tokens, mode="library")  # type: ignore[arg-type]
@@ -88,12 +88,13 @@ async def test_holder_non_azure_model_gets_no_token(entra: FakeEntra) -> None:
 async def test_holder_api_base_override_wins_over_discovery(entra: FakeEntra) -> None:
     config = LlamaEntraConfig.model_validate(
         {
+            "llama_stack": {"provider_data_header": HEADER},
             "azure_entra_id": {
                 "tenant_id": "t",
                 "client_id": "c",
                 "client_secret": "s",
                 "api_base": "https://override.example/openai/v1",
-            }
+            },
         }
     )
     holder = ClientHolder(config, FakeStackClient(), fake_manager(entra), mode="library")  # type: ignore[arg-type]
@@ -181,7 +182,9 @@ async def test_holder_connection_error_is_not_retried_outside_streams(entra: Fak
 
 
 async def test_holder_dropped_service_stream_counts_as_refusal(entra: FakeEntra) -> None:
-    config = LlamaEntraConfig.model_validate({"llama_stack": {"mode": "service"}})
+    config = LlamaEntraConfig.model_validate(
+        {"llama_stack": {"mode": "service", "provider_data_header": HEADER}}
+    )
     holder = ClientHolder(config, FakeStackClient(), fake_manager(entra), mode="service")  # type: ignore[arg-type]
     model = await holder.resolve_model("gpt-4o-mini")
     attempts = 0

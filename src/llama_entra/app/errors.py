@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from llama_entra.errors import (
     AuthUnavailableError,
     ConversationNotFoundError,
+    DatabaseUnavailableError,
     ForbiddenError,
     InvalidInputError,
     LlamaEntraError,
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Upstream statuses that say something about the caller's request and pass through; any other
+# (401 from Azure after the retry, 403, 426, 5xx) is the service's problem: 502.
+_CALLERS_STATUSES = frozenset({400, 404, 409, 413, 422, 429})
 
 Shape = Literal["lightspeed", "openai", "both"]
 _OPENAI_ROUTES = ("/v1/chat/completions", "/v1/responses")
@@ -103,12 +107,14 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
             return 404, error_body(exc.response, str(exc)), {}
         case InvalidInputError():
             return exc.status, error_body(exc.response, exc.cause), {}
+        case DatabaseUnavailableError():
+            return 503, error_body("Database unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamUnavailableError():
             return 503, error_body("Llama Stack unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamAuthError():
             return 502, error_body("Azure OpenAI rejected the Entra ID token", exc.message), {}
         case UpstreamError():
-            status = exc.status if exc.status and 400 <= exc.status < 500 else 502
+            status = exc.status if exc.status in _CALLERS_STATUSES else 502
             headers = {"Retry-After": "1"} if status == 429 else {}
             return status, error_body("Azure OpenAI or Llama Stack error", exc.message), headers
         case _:

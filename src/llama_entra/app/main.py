@@ -7,6 +7,8 @@ order at shutdown. Start-up needs neither Entra ID nor Azure.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,8 +34,9 @@ from llama_entra.config import LlamaEntraConfig
 from llama_entra.conversation_index import ConversationIndex
 from llama_entra.conversations import ConversationStore
 from llama_entra.entra import TokenManager, create_token_manager
+from llama_entra.errors import DatabaseUnavailableError
 from llama_entra.stack import ClientHolder
-from llama_entra.stack_client import build_stack_client, check_server, prime_stores
+from llama_entra.stack_client import keep_stack_running, library_database, start_stack
 
 __all__ = ["ServiceResources", "create_app", "open_resources"]
 
@@ -57,6 +60,9 @@ async def open_resources(
     """Build the authenticator, token manager and client holder; close them on exit.
 
     Raises ``ConfigError`` when the run config cannot start Llama Stack. Makes no Entra call.
+    When Llama Stack's database does not answer, the resources open anyway: the holder
+    answers 503 naming the database and Llama Stack starts in the background once it answers
+    (and restarts after a later outage, see ``keep_stack_running``).
     """
     async with AsyncExitStack() as stack:
         authenticator = build_authenticator(config.authentication)
@@ -69,14 +75,28 @@ async def open_resources(
             await manager.start()
             stack.push_async_callback(manager.aclose)
             logger.info("Entra ID: %s (token fetched on first use)", manager.identity)
-        client = await build_stack_client(config)
-        if config.llama_stack.mode == "service":
-            await check_server(client, config.llama_stack.url)
-        await prime_stores(client)
-        holder = ClientHolder(config, client, manager, mode=config.llama_stack.mode)
+        database = library_database(config)
+        holder = ClientHolder(
+            config, None, manager, mode=config.llama_stack.mode, database=database
+        )
         stack.push_async_callback(holder.aclose)
+        try:
+            holder.attach(await start_stack(config, database))
+        except DatabaseUnavailableError as exc:
+            holder.waiting_for = exc
+            logger.warning("%s; Llama Stack starts once it answers", exc)
+        if database is not None:
+            logger.info("Llama Stack's stores: %s", database.label)
+            keeper = asyncio.create_task(keep_stack_running(config, holder))
+            stack.push_async_callback(_cancel, keeper)
         index = ConversationIndex(config.service.state_dir / "conversations.sqlite3")
-        yield ServiceResources(authenticator, manager, holder, ConversationStore(client, index))
+        yield ServiceResources(authenticator, manager, holder, ConversationStore(holder, index))
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(

@@ -2,16 +2,20 @@
 RUN.yaml [server options...]`` (``llama stack run`` or ``ogx run --insecure``, JSON logs).
 
 The container entrypoint calls it after enriching the run config, so the script itself never
-needs to know which backend is installed.
+needs to know which backend is installed. On a PostgreSQL run config it first creates the
+stores' tables under the database's start-up lock (see ``create_server_tables``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
 
 from llama_entra.backends import active_backend
+from llama_entra.errors import LlamaEntraError
+from llama_entra.stack_client import create_server_tables
 
 
 def main(argv: list[str]) -> None:
@@ -21,8 +25,14 @@ def main(argv: list[str]) -> None:
             "usage: python -m llama_entra.backends RUN_CONFIG [server options...]", file=sys.stderr
         )
         raise SystemExit(2)
+    run_config = Path(argv[0])
+    try:
+        asyncio.run(create_server_tables(run_config))
+    except LlamaEntraError as exc:
+        print(f"llama-entra: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     backend = active_backend()
-    command = [*backend.server_command(Path(argv[0])), *argv[1:]]
+    command = [*backend.server_command(run_config), *argv[1:]]
     environment = {**os.environ, **backend.server_environment}
     os.execvpe(command[0], command, environment)  # noqa: S606 - our own server, argv as given
 

@@ -9,15 +9,19 @@ plain JSON dicts, listings as small records, and every failure as a ``LlamaEntra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from llama_entra.errors import LlamaEntraError
+
 __all__ = [
     "Backend",
     "ConversationRecord",
+    "ErrorHook",
     "Headers",
+    "InferenceProviderKit",
     "ListedModel",
     "ListedProvider",
     "StackClient",
@@ -25,6 +29,7 @@ __all__ = [
 
 Headers = Mapping[str, str]
 JSON = dict[str, Any]
+ErrorHook = Callable[[LlamaEntraError], LlamaEntraError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,10 @@ class ConversationRecord:
 
 class StackClient(Protocol):
     """The Llama Stack client of the process (library or server), backend-neutral."""
+
+    error_hook: ErrorHook | None
+    """Sees every error the client raises, after translation, and may replace it (the client
+    holder turns a lost database into a 503 naming it)."""
 
     @property
     def backend(self) -> Backend:
@@ -126,6 +135,18 @@ class StackClient(Protocol):
         ...
 
 
+class InferenceProviderKit(Protocol):
+    """The backend's parts of the ``remote::azure-entra`` provider (``llama_entra.provider``)."""
+
+    def provider_spec(self) -> Any:
+        """The backend's ``RemoteProviderSpec`` for the provider."""
+        ...
+
+    def create_adapter(self, config: Any) -> Any:
+        """A new adapter (the backend's Azure adapter with the Entra ID mixin) for ``config``."""
+        ...
+
+
 class Backend(Protocol):
     """One Llama Stack distribution: llama-stack 0.7.3 or OGX."""
 
@@ -150,4 +171,8 @@ class Backend(Protocol):
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
         """The command line that serves ``run_config`` over plain HTTP."""
+        ...
+
+    def inference_provider(self) -> InferenceProviderKit:
+        """The parts of ``remote::azure-entra`` for this backend (imported on first use)."""
         ...

@@ -21,7 +21,9 @@ from llama_entra.backends.base import (
     JSON,
     Backend,
     ConversationRecord,
+    ErrorHook,
     Headers,
+    InferenceProviderKit,
     ListedModel,
     ListedProvider,
 )
@@ -47,16 +49,6 @@ def translate(exc: BaseException) -> LlamaEntraError:
     return translate_common(exc)
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except LlamaEntraError:
-        raise
-    except Exception as exc:
-        raise translate(exc) from exc
-
-
 def _split(method: Callable[..., Any], params: JSON) -> JSON:
     """Keyword arguments for an SDK method: named ones direct, the rest in ``extra_body``."""
     named = set(inspect.signature(method).parameters)
@@ -72,6 +64,22 @@ class LlamaStackClientAdapter:
         self._backend = backend
         self.raw = client
         self._library = library
+        self.error_hook: ErrorHook | None = None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Every exception leaves as a llama-entra error, seen by ``error_hook``."""
+        try:
+            yield
+        except Exception as exc:
+            error = exc if isinstance(exc, LlamaEntraError) else translate(exc)
+            if error is not exc:
+                error.__cause__ = exc  # the hook reads the chain (a lost database's error)
+            if self.error_hook is not None:
+                error = self.error_hook(error)
+            if error is exc:
+                raise
+            raise error from exc
 
     @property
     def backend(self) -> Backend:
@@ -81,7 +89,7 @@ class LlamaStackClientAdapter:
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
         create = self.raw.chat.completions.create
-        with _translated():
+        with self._translated():
             result = await create(**_split(create, params), extra_headers=dict(headers))
         return to_json(result)
 
@@ -89,14 +97,14 @@ class LlamaStackClientAdapter:
         """See ``StackClient``."""
         create = self.raw.chat.completions.create
         params = params | {"stream": True}
-        with _translated():
+        with self._translated():
             stream = await create(**_split(create, params), extra_headers=dict(headers))
-        return _json_stream(cast(AsyncIterator[Any], stream))
+        return self._json_stream(cast(AsyncIterator[Any], stream))
 
     async def create_response(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
         create = self.raw.responses.create
-        with _translated():
+        with self._translated():
             result = await create(**_split(create, params), extra_headers=dict(headers))
         return to_json(result)
 
@@ -104,18 +112,18 @@ class LlamaStackClientAdapter:
         """See ``StackClient``."""
         create = self.raw.responses.create
         params = params | {"stream": True}
-        with _translated():
+        with self._translated():
             stream = await create(**_split(create, params), extra_headers=dict(headers))
-        return _json_stream(cast(AsyncIterator[Any], stream))
+        return self._json_stream(cast(AsyncIterator[Any], stream))
 
     async def list_models(self) -> list[ListedModel]:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             return [listed_model(model) for model in await self.raw.models.list()]
 
     async def list_providers(self) -> list[ListedProvider]:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             providers = await self.raw.providers.list()
         return [
             ListedProvider(p.provider_id, p.provider_type, dict(p.config or {})) for p in providers
@@ -125,25 +133,25 @@ class LlamaStackClientAdapter:
         """See ``StackClient``."""
         if self._library:
             return  # in-process: up once it exists
-        with _translated():
+        with self._translated():
             await self.raw.with_options(timeout=seconds, max_retries=0).inspect.health()
 
     async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             conversation = await self.raw.conversations.create(metadata=dict(metadata or {}))
         return str(conversation.id)
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             return conversation_record(await self.raw.conversations.retrieve(conversation_id))
 
     async def update_conversation_metadata(
         self, conversation_id: str, metadata: Mapping[str, str]
     ) -> None:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             await self.raw.conversations.update(conversation_id, metadata=dict(metadata))
 
     async def conversation_items(self, conversation_id: str) -> list[JSON]:
@@ -152,24 +160,29 @@ class LlamaStackClientAdapter:
         llama-stack 0.7.3 ignores ``after`` and answers one page of at most 100 items (the
         oldest), so that is what there is; the SDK's paginator stops after it.
         """
-        with _translated():
+        with self._translated():
             pages = self.raw.conversations.items.list(conversation_id, order="asc", limit=100)
             return [to_json(item) async for item in pages]
 
     async def delete_conversation(self, conversation_id: str) -> None:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             await self.raw.conversations.delete(conversation_id)
 
     async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             await self.raw.conversations.items.create(conversation_id, items=cast(Any, items))
 
     async def touch_inference_store(self) -> None:
         """See ``StackClient``."""
-        with _translated():
+        with self._translated():
             await self.raw.chat.completions.list(limit=1)
+
+    async def _json_stream(self, stream: AsyncIterator[Any]) -> AsyncIterator[JSON]:
+        with self._translated():
+            async for item in stream:
+                yield to_json(item)
 
     async def aclose(self) -> None:
         """See ``StackClient``."""
@@ -177,12 +190,6 @@ class LlamaStackClientAdapter:
         if shutdown is not None:  # library mode: stop the in-process stack's providers
             await shutdown()
         await self.raw.close()
-
-
-async def _json_stream(stream: AsyncIterator[Any]) -> AsyncIterator[JSON]:
-    with _translated():
-        async for item in stream:
-            yield to_json(item)
 
 
 class LlamaStackBackend:
@@ -213,6 +220,12 @@ class LlamaStackBackend:
             max_retries=2,  # a server drops the keep-alive connection after an upstream 401
         )
         return LlamaStackClientAdapter(self, client, library=False)
+
+    def inference_provider(self) -> InferenceProviderKit:
+        """See ``Backend``."""
+        from llama_entra.backends.llama_stack_provider import LlamaStackProviderKit
+
+        return LlamaStackProviderKit()
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
         """See ``Backend``."""

@@ -26,7 +26,9 @@ from llama_entra.backends.base import (
     JSON,
     Backend,
     ConversationRecord,
+    ErrorHook,
     Headers,
+    InferenceProviderKit,
     ListedModel,
     ListedProvider,
 )
@@ -67,16 +69,6 @@ def _message(exc: ApiException) -> str:
     return body_message(parsed) or str(exc.reason or exc.body or exc.status)
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except LlamaEntraError:
-        raise
-    except Exception as exc:
-        raise translate(exc) from exc
-
-
 def to_json(obj: Any) -> JSON:
     """``obj`` (an ogx-client model, or a dict the client could not type) as JSON.
 
@@ -104,6 +96,22 @@ class OgxClientAdapter:
         self._backend = backend
         self.raw = client
         self._library = library
+        self.error_hook: ErrorHook | None = None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Every exception leaves as a llama-entra error, seen by ``error_hook``."""
+        try:
+            yield
+        except Exception as exc:
+            error = exc if isinstance(exc, LlamaEntraError) else translate(exc)
+            if error is not exc:
+                error.__cause__ = exc  # the hook reads the chain (a lost database's error)
+            if self.error_hook is not None:
+                error = self.error_hook(error)
+            if error is exc:
+                raise
+            raise error from exc
 
     @property
     def backend(self) -> Backend:
@@ -112,7 +120,7 @@ class OgxClientAdapter:
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """``send()``, once more if the connection failed (no client retries in ogx-client)."""
-        with _translated():
+        with self._translated():
             try:
                 return await send()
             except ApiException as exc:
@@ -134,7 +142,7 @@ class OgxClientAdapter:
         create = self.raw.chat_completions.create
         params = params | {"stream": True}
         stream = await self._call(lambda: create(**params, _headers=dict(headers)))
-        return _json_stream(stream)
+        return self._json_stream(stream)
 
     async def create_response(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
@@ -146,7 +154,7 @@ class OgxClientAdapter:
         create = self.raw.responses.create
         params = params | {"stream": True}
         stream = await self._call(lambda: create(**params, _headers=dict(headers)))
-        return _json_stream(stream)
+        return self._json_stream(stream)
 
     async def list_models(self) -> list[ListedModel]:
         """See ``StackClient``."""
@@ -167,7 +175,7 @@ class OgxClientAdapter:
         """See ``StackClient``."""
         if self._library:
             return  # in-process: up once it exists
-        with _translated():
+        with self._translated():
             await self.raw.inspect.health(_request_timeout=seconds)
 
     async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
@@ -217,6 +225,17 @@ class OgxClientAdapter:
         """See ``StackClient``."""
         await self._call(lambda: self.raw.chat_completions.list(limit=1))
 
+    async def _json_stream(self, stream: Any) -> AsyncIterator[JSON]:
+        with self._translated():
+            async for item in stream:
+                data = to_json(item)
+                error = data.get("error") if "choices" not in data and "type" not in data else None
+                if isinstance(error, dict):  # the server reports a failure mid-stream as an event
+                    code = error.get("code")
+                    status = code if isinstance(code, int) else 502
+                    raise upstream_error(status, str(error.get("message") or error))
+                yield data
+
     async def aclose(self) -> None:
         """See ``StackClient``."""
         shutdown = getattr(self.raw, "shutdown", None)
@@ -224,18 +243,6 @@ class OgxClientAdapter:
             await shutdown()
         close = cast(Callable[[], Awaitable[None]], self.raw.close)  # untyped in ogx-client
         await close()
-
-
-async def _json_stream(stream: Any) -> AsyncIterator[JSON]:
-    with _translated():
-        async for item in stream:
-            data = to_json(item)
-            error = data.get("error") if "choices" not in data and "type" not in data else None
-            if isinstance(error, dict):  # the server reports a failure mid-stream as an event
-                code = error.get("code")
-                status = code if isinstance(code, int) else 502
-                raise upstream_error(status, str(error.get("message") or error))
-            yield data
 
 
 class OgxBackend:
@@ -259,6 +266,12 @@ class OgxBackend:
         """See ``Backend``."""
         client = AsyncOgxClient(base_url=url, api_key=api_key, timeout=timeout)
         return OgxClientAdapter(self, client, library=False)
+
+    def inference_provider(self) -> InferenceProviderKit:
+        """See ``Backend``."""
+        from llama_entra.backends.ogx_provider import OgxProviderKit
+
+        return OgxProviderKit()
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
         """See ``Backend``."""

@@ -9,7 +9,9 @@ from starlette.responses import JSONResponse, Response
 
 from llama_entra.emulator.azure_openai import azure_openai_routes
 from llama_entra.emulator.controls import control_routes
+from llama_entra.emulator.embeddings import embedding_routes
 from llama_entra.emulator.entra import entra_routes
+from llama_entra.emulator.responses import response_routes
 from llama_entra.emulator.state import EmulatorSettings, EmulatorState
 
 __all__ = ["create_emulator_app"]
@@ -24,7 +26,13 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 def create_emulator_app(settings: EmulatorSettings) -> Starlette:
     """Build the emulator for ``settings``; its state is on ``app.state.emulator``."""
     app = Starlette(
-        routes=[*control_routes(), *azure_openai_routes(), *entra_routes()],
+        routes=[
+            *control_routes(),
+            *azure_openai_routes(),
+            *embedding_routes(),
+            *response_routes(),
+            *entra_routes(),
+        ],
         exception_handlers={404: _not_found},
     )
     signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

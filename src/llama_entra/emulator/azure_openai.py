@@ -2,7 +2,8 @@
 
 Accepts only unexpired tokens the emulator issued (``Authorization: Bearer``) or the configured
 static key (``api-key`` or Bearer), and answers 401 the way Azure does otherwise. Replies are
-derived from the prompt ("You said: ..."), so tests can assert on them. A user message starting
+derived from the prompt ("You said: ..."), so tests can assert on them; ``!call QUERY`` and tool
+results drive tool calling (``llama_entra.emulator.tools``). A user message starting
 with ``!status NNN`` makes the call fail with that status (429 carries ``retry-after: 1``), to
 test how callers handle Azure errors.
 """
@@ -22,24 +23,36 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llama_entra.emulator.state import EmulatorState
+from llama_entra.emulator.tools import tool_call_for, tool_result_words
 
-__all__ = ["azure_openai_routes", "reply_for"]
+__all__ = [
+    "authorized",
+    "azure_openai_routes",
+    "emulator_state",
+    "error_response",
+    "json_response",
+    "reply_for",
+]
 
 _STATUS_PROMPT = re.compile(r"^!status (\d{3})\b")
 _MAX_REPLY_WORDS = 64
 
 
-def _state(request: Request) -> EmulatorState:
+def emulator_state(request: Request) -> EmulatorState:
+    """The state of the emulator serving ``request``."""
     state: EmulatorState = request.app.state.emulator
     return state
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An error in Azure OpenAI's shape."""
     body = {"error": {"code": code, "message": message, "type": None, "param": None}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _json(request: Request, payload: Any) -> Response:
+def json_response(request: Request, payload: Any) -> Response:
     """A JSON answer, gzip-compressed when the caller accepts it (as Azure's front door does)."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {"content-type": "application/json"}
@@ -49,9 +62,9 @@ def _json(request: Request, payload: Any) -> Response:
     return Response(body, headers=headers)
 
 
-def _authorized(request: Request) -> Response | None:
+def authorized(request: Request) -> Response | None:
     """None when the caller may proceed, else Azure's 401 answer."""
-    state = _state(request)
+    state = emulator_state(request)
     state.recent_headers.append(dict(request.headers))
     key = request.headers.get("api-key")
     bearer = request.headers.get("authorization", "")
@@ -66,39 +79,41 @@ def _authorized(request: Request) -> Response | None:
             "Unauthorized. Access token is missing, invalid, audience is incorrect "
             "(https://cognitiveservices.azure.com), or have expired."
         )
-    return _error(401, "401", message)
+    return error_response(401, "401", message)
 
 
 async def list_models(request: Request) -> Response:
     """``GET /openai/v1/models``."""
-    if (denied := _authorized(request)) is not None:
+    if (denied := authorized(request)) is not None:
         return denied
-    state = _state(request)
+    state = emulator_state(request)
     state.model_listings += 1
     data = [
         {"id": model, "object": "model", "created": 1_715_000_000, "owned_by": "system"}
         for model in state.settings.models
     ]
-    return _json(request, {"object": "list", "data": data})
+    return json_response(request, {"object": "list", "data": data})
 
 
 async def chat_completions(request: Request) -> Response:
     """``POST /openai/v1/chat/completions`` and the classic per-deployment route."""
-    if (denied := _authorized(request)) is not None:
+    if (denied := authorized(request)) is not None:
         return denied
-    state = _state(request)
+    state = emulator_state(request)
     deployment = request.path_params.get("deployment")
     if deployment is not None and "api-version" not in request.query_params:
-        return _error(404, "404", "Resource not found")
+        return error_response(404, "404", "Resource not found")
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
-        return _error(400, "invalid_request_error", "The request body is not valid JSON.")
+        return error_response(400, "invalid_request_error", "The request body is not valid JSON.")
     if not isinstance(body, dict):
-        return _error(400, "invalid_request_error", "The request body must be a JSON object.")
+        return error_response(
+            400, "invalid_request_error", "The request body must be a JSON object."
+        )
     model = deployment or body.get("model")
     if model not in state.settings.models:
-        return _error(
+        return error_response(
             404,
             "DeploymentNotFound",
             "The API deployment for this resource does not exist. If you created the deployment "
@@ -106,14 +121,20 @@ async def chat_completions(request: Request) -> Response:
         )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return _error(400, "invalid_request_error", "'messages' must be a non-empty array.")
+        return error_response(400, "invalid_request_error", "'messages' must be a non-empty array.")
     prompt = _last_user_text(messages)
     if (match := _STATUS_PROMPT.match(prompt)) is not None:
         status = int(match.group(1))
         headers = {"retry-after": "1"} if status == 429 else None
-        return _error(status, str(status), f"Injected status {status} (emulator).", headers)
+        return error_response(status, str(status), f"Injected status {status} (emulator).", headers)
     state.completions += 1
-    words = reply_for(prompt, body.get("max_tokens") or body.get("max_completion_tokens"))
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    call = tool_call_for(body, prompt, last.get("role"))
+    words = tool_result_words(last, _text(last)) or reply_for(
+        prompt, body.get("max_tokens") or body.get("max_completion_tokens")
+    )
+    if call is not None:
+        words = []
     usage = {
         "prompt_tokens": sum(len(_text(m).split()) or 1 for m in messages if isinstance(m, dict)),
         "completion_tokens": len(words),
@@ -121,14 +142,23 @@ async def chat_completions(request: Request) -> Response:
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     identity = "chatcmpl-" + hashlib.sha256(f"{model}:{prompt}".encode()).hexdigest()[:24]
     finish = "length" if len(words) < len(_reply_words(prompt)) else "stop"
+    if call is not None:
+        finish = "tool_calls"
+    elif last.get("role") == "tool":
+        finish = "stop"
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        chunks = _stream(state, identity, model, words, finish, usage if include_usage else None)
+        deltas = call.stream_deltas() if call else None
+        chunks = _stream(
+            state, identity, model, words, finish, usage if include_usage else None, deltas
+        )
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
-    message = {"role": "assistant", "content": " ".join(words), "refusal": None}
-    return _json(
+    message: dict[str, Any] = {"role": "assistant", "content": " ".join(words), "refusal": None}
+    if call is not None:
+        message |= {"content": None, "tool_calls": [call.as_message_call()]}
+    return json_response(
         request,
         {
             "id": identity,
@@ -163,6 +193,7 @@ async def _stream(
     words: list[str],
     finish: str,
     usage: dict[str, int] | None,
+    deltas: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     created = int(state.clock())
 
@@ -179,7 +210,8 @@ async def _stream(
 
     if state.faults.first_chunk_delay:  # a model's time to first token
         await asyncio.sleep(state.faults.first_chunk_delay)
-    yield chunk({"role": "assistant", "content": ""})
+    for delta in deltas or [{"role": "assistant", "content": ""}]:
+        yield chunk(delta)
     for index, word in enumerate(words):
         if state.faults.stream_delay:
             await asyncio.sleep(state.faults.stream_delay)

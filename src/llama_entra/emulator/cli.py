@@ -49,6 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", action="append", default=[], help="deployment to serve (repeatable)"
     )
     parser.add_argument(
+        "--embedding-model",
+        action="append",
+        default=[],
+        help="embedding deployment to serve (repeatable; default text-embedding-3-small)",
+    )
+    parser.add_argument(
+        "--embedding-dimension",
+        type=int,
+        default=1536,
+        help="length of embedding vectors when a request names no dimensions",
+    )
+    parser.add_argument(
         "--static-api-key", help="API key Azure OpenAI also accepts (default: a demo key)"
     )
 
@@ -73,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         settings.clients[client_id] = secret
     if args.model:
         settings.models = tuple(args.model)
+    if args.embedding_model:
+        settings.embedding_models = tuple(args.embedding_model)
+    if not 1 <= args.embedding_dimension <= 8192:
+        raise ConfigError("must be between 1 and 8192", key="--embedding-dimension")
+    settings.embedding_dimension = args.embedding_dimension
     if args.static_api_key:
         settings.static_api_key = args.static_api_key
     state_dir: Path = args.state_dir.resolve()
@@ -122,6 +139,8 @@ def _describe(settings: Any, url: str, ca_path: Path, cert_path: Path) -> dict[s
         "cert_client_id": DEFAULT_CERT_CLIENT_ID,
         "cert_path": str(cert_path),
         "models": list(settings.models),
+        "embedding_models": list(settings.embedding_models),
+        "embedding_dimension": settings.embedding_dimension,
         "static_api_key": settings.static_api_key,
         "managed_identity_endpoint": f"{url}/msi/token",
         "managed_identity_header": settings.managed_identity_header,

@@ -23,6 +23,8 @@ DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - a documented de
 DEFAULT_CERT_CLIENT_ID = "5a7c1f00-0000-4b1e-8c11-emulatorcert"
 DEFAULT_STATIC_API_KEY = "emulator-static-api-key"
 DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_EMBEDDING_DIMENSION = 1536
 DEFAULT_TOKEN_LIFETIME = 3600
 _RECENT_REQUESTS = 50
 _DEMO_SECRET = DEFAULT_CLIENT_SECRET
@@ -38,6 +40,8 @@ class EmulatorSettings:
     )
     certificate_clients: dict[str, x509.Certificate] = field(default_factory=dict)
     models: tuple[str, ...] = (DEFAULT_MODEL,)
+    embedding_models: tuple[str, ...] = (DEFAULT_EMBEDDING_MODEL,)
+    embedding_dimension: int = DEFAULT_EMBEDDING_DIMENSION
     static_api_key: str | None = DEFAULT_STATIC_API_KEY
     token_lifetime: int = DEFAULT_TOKEN_LIFETIME
     managed_identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(16))
@@ -78,6 +82,8 @@ class EmulatorState:
     token_requests: int = 0
     token_requests_by_client: collections.Counter[str] = field(default_factory=collections.Counter)
     completions: int = 0
+    embeddings: int = 0
+    responses: int = 0
     model_listings: int = 0
     unauthorized: int = 0
     recent_headers: collections.deque[dict[str, str]] = field(
@@ -93,6 +99,7 @@ class EmulatorState:
         self.token_lifetime = self.settings.token_lifetime
         self.refresh_in = None
         self.token_requests = self.completions = self.model_listings = self.unauthorized = 0
+        self.embeddings = self.responses = 0
         self.token_requests_by_client.clear()
         self.recent_headers.clear()
 
@@ -117,6 +124,8 @@ class EmulatorState:
             "token_requests": self.token_requests,
             "token_requests_by_client": dict(self.token_requests_by_client),
             "completions": self.completions,
+            "embeddings": self.embeddings,
+            "responses": self.responses,
             "model_listings": self.model_listings,
             "unauthorized": self.unauthorized,
             "tokens_outstanding": len(self.tokens),

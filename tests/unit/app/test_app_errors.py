@@ -33,6 +33,8 @@ from llama_entra.errors import (
         (UpstreamError("rate limited", status=429), 429),
         (UpstreamError("content filter", status=400), 400),
         (UpstreamError("azure exploded", status=500), 502),
+        (UpstreamError("Azure refused a static key", status=401), 502),  # not the caller's
+        (UpstreamError("client version too old", status=426), 502),
         (UpstreamError("no status"), 502),
     ],
 )

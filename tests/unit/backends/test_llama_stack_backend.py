@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import llama_stack_client
 import pytest
 
 from llama_entra.backends import active_backend
-from llama_entra.backends.llama_stack import translate
+from llama_entra.backends.llama_stack import LlamaStackClientAdapter, translate
 from llama_entra.errors import (
+    LlamaEntraError,
     NotFoundError,
     UpstreamConnectionError,
     UpstreamError,
@@ -54,3 +56,21 @@ def test_llama_stack_translate_timeout_and_connection_apart() -> None:
     dropped = translate(llama_stack_client.APIConnectionError(request=_REQUEST))
     assert type(timeout) is UpstreamUnavailableError
     assert type(dropped) is UpstreamConnectionError
+
+
+async def test_llama_stack_adapter_error_hook_sees_the_cause_and_may_replace_the_error() -> None:
+    async def create(**_: object) -> None:
+        raise ConnectionRefusedError(111, "refused")  # what a lost store connection raises
+
+    raw = SimpleNamespace(conversations=SimpleNamespace(create=create))
+    adapter = LlamaStackClientAdapter(active_backend(), raw, library=True)  # type: ignore[arg-type]
+    seen: list[BaseException | None] = []
+
+    def hook(error: LlamaEntraError) -> LlamaEntraError:
+        seen.append(error.__cause__)
+        return UpstreamUnavailableError("replaced")
+
+    adapter.error_hook = hook
+    with pytest.raises(UpstreamUnavailableError, match="replaced"):
+        await adapter.create_conversation()
+    assert isinstance(seen[0], ConnectionRefusedError)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from ogx_client.exceptions import ApiException, NotFoundException, UnauthorizedException
 
 from llama_entra.backends import active_backend
-from llama_entra.backends.ogx import translate
+from llama_entra.backends.ogx import OgxClientAdapter, translate
 from llama_entra.errors import (
+    LlamaEntraError,
     NotFoundError,
     UpstreamConnectionError,
     UpstreamError,
@@ -60,3 +62,21 @@ def test_ogx_translate_status_zero_tells_timeout_from_connection(
     except ApiException as wrapped:
         wrapped.__context__ = cause
         assert type(translate(wrapped)) is expected
+
+
+async def test_ogx_adapter_error_hook_sees_the_cause_and_may_replace_the_error() -> None:
+    async def create(**_: object) -> None:
+        raise ConnectionRefusedError(111, "refused")  # what a lost store connection raises
+
+    raw = SimpleNamespace(conversations=SimpleNamespace(create=create))
+    adapter = OgxClientAdapter(active_backend(), raw, library=True)  # type: ignore[arg-type]
+    seen: list[BaseException | None] = []
+
+    def hook(error: LlamaEntraError) -> LlamaEntraError:
+        seen.append(error.__cause__)
+        return UpstreamUnavailableError("replaced")
+
+    adapter.error_hook = hook
+    with pytest.raises(UpstreamUnavailableError, match="replaced"):
+        await adapter.create_conversation()
+    assert isinstance(seen[0], ConnectionRefusedError)

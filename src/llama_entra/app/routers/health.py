@@ -2,8 +2,9 @@
 
 Field names follow lightspeed-stack (``alive``; ``ready``, ``reason``, ``providers``; ``name``,
 ``service_version``, ``llama_stack_version``) with llama-entra's own additions. Probes never
-rebuild anything and never need Entra ID: readiness reports whether Llama Stack answers; the
-Entra state is in ``/v1/info`` and on the status page.
+rebuild anything and never need Entra ID: readiness reports whether Llama Stack answers (and, on
+a PostgreSQL run config in library mode, its database); the Entra state is in ``/v1/info`` and
+on the status page.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
 from llama_entra.app.deps import HolderDep, authorized
-from llama_entra.app.errors import error_body
+from llama_entra.app.errors import status_and_body
 from llama_entra.app.schemas import ErrorDetail
 from llama_entra.auth import Authenticator, Principal
 from llama_entra.backends import package_version
@@ -55,15 +56,19 @@ async def liveness() -> dict[str, bool]:
     "/readiness", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}}
 )
 async def readiness(holder: HolderDep) -> JSONResponse:
-    """200 when Llama Stack answers (always, in library mode once started), else 503."""
+    """200 when Llama Stack (and its database, if any) answers, else 503 saying which not."""
     try:
         await holder.check_reachable(_READINESS_TIMEOUT)
     except LlamaEntraError as exc:
-        body = error_body("Llama Stack unavailable", str(exc))
+        _, body, _ = status_and_body(exc)
+        reason = str(body["detail"]["response"])
         unhealthy = {"provider_id": "llama-stack", "status": "unhealthy", "message": str(exc)}
-        ready = {"ready": False, "reason": "Llama Stack unavailable", "providers": [unhealthy]}
+        ready = {"ready": False, "reason": reason, "providers": [unhealthy]}
         return JSONResponse(ready | body, status_code=503)
-    return JSONResponse({"ready": True, "reason": "Service is ready", "providers": []})
+    reason = "Service is ready"
+    if holder.database is not None:
+        reason += f"; {holder.database.label} answers"
+    return JSONResponse({"ready": True, "reason": reason, "providers": []})
 
 
 def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
@@ -88,6 +93,18 @@ def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
         "authentication": authenticator.module,
         "entra_id": entra,
         "azure_providers": holder.known_azure_bases(),
+        "database": _database(holder),
+    }
+
+
+def _database(holder: ClientHolder) -> dict[str, Any] | None:
+    if holder.database is None:
+        return None
+    waiting = holder.waiting_for
+    return {
+        **holder.database.describe(),
+        "llama_stack_started": holder.started,
+        "last_error": waiting.cause if waiting is not None else None,
     }
 
 

@@ -1,0 +1,202 @@
+"""The Entra ID part of the ``remote::azure-entra`` inference adapter, the same on both backends.
+
+Each backend's adapter class (``llama_entra.backends.*_provider``) is
+``class AzureEntraAdapter(EntraAdapterMixin, <its remote::azure adapter>)``: chat completions
+(plain and streaming), completions, embeddings and model listing are the backend's own
+OpenAI-mixin code; this mixin replaces how it gets its client and turns auth failures into
+errors with an HTTP status.
+
+- The first call builds the token manager, starts its background refresh, and builds one
+  ``AsyncOpenAI`` over one pooled HTTP client whose auth flow (``EntraAuthFlow``) attaches the
+  token per request; the first token is fetched then, never at start-up. ``client`` returns that
+  client; the backend never builds another (both would otherwise build one per key or per call).
+- ``list_models()`` asks Azure only with ``refresh_models: true``: Llama Stack lists every
+  provider once at start-up, which must not need a token.
+- Every call first makes sure a token can be had, so an Entra failure is raised at once as the
+  ``TokenError`` (``status_code`` 503, message ``Entra ID token unavailable: <cause>``), not
+  retried by the OpenAI SDK as a connection error. Azure refusing a freshly fetched token is
+  ``UpstreamAuthError`` (502). Llama Stack servers answer with an exception's ``status_code``.
+- ``shutdown()`` stops the refresh task and closes the HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import openai
+from openai import AsyncOpenAI
+
+from llama_entra.entra import TokenManager, create_token_manager
+from llama_entra.errors import TokenError, UpstreamAuthError
+
+__all__ = ["PLACEHOLDER_API_KEY", "EntraAdapterMixin", "entra_errors"]
+
+logger = logging.getLogger(__name__)
+
+# The OpenAI SDK wants a key; the auth flow replaces it with the token on every request.
+PLACEHOLDER_API_KEY = "entra-id-token-per-request"
+
+if TYPE_CHECKING:
+
+    class _AdapterBase:
+        """What the mixin uses of the backend's OpenAI-mixin adapter (for the type checker)."""
+
+        config: Any
+
+        def get_base_url(self) -> str:
+            raise NotImplementedError
+
+        def entra_http_client(self, tokens: TokenManager) -> Any:
+            """The backend's pooled async HTTP client with an ``EntraAuthFlow`` as its auth."""
+            raise NotImplementedError
+
+        async def list_models(self) -> Any:
+            raise NotImplementedError
+
+        async def shutdown(self) -> None:
+            raise NotImplementedError
+
+        async def openai_completion(self, params: Any) -> Any:
+            raise NotImplementedError
+
+        async def openai_chat_completion(self, params: Any) -> Any:
+            raise NotImplementedError
+
+        async def openai_embeddings(self, params: Any) -> Any:
+            raise NotImplementedError
+
+else:
+    _AdapterBase = object
+
+
+@contextmanager
+def entra_errors() -> Iterator[None]:
+    """Re-raise the OpenAI SDK's view of an auth failure as the llama-entra error behind it."""
+    try:
+        yield
+    except openai.APIConnectionError as exc:
+        # The token request after an Azure 401 failed inside the auth flow; the SDK calls any
+        # exception from its HTTP client a connection error.
+        cause: BaseException | None = exc.__cause__
+        while cause is not None and not isinstance(cause, TokenError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise type(cause)(cause.cause) from exc
+    except openai.AuthenticationError as exc:
+        raise UpstreamAuthError(
+            "Azure OpenAI rejected a freshly issued Entra ID token: check that the identity has "
+            "the 'Cognitive Services OpenAI User' role on the resource",
+            status=502,
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """The token manager and OpenAI client used on one event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    tokens: TokenManager
+    client: AsyncOpenAI
+
+
+class EntraAdapterMixin(_AdapterBase):
+    """See the module docstring; goes first in the adapter's bases."""
+
+    _entra_session: _Session | None = None
+
+    async def _session(self) -> _Session:
+        """The session of the running event loop, built (and its refresh started) on first use.
+
+        A llama-stack 0.7.3 server initializes providers on a temporary event loop and serves on
+        another; nothing bound to a loop (refresh task, pooled connections) is made before the
+        first call, and a call on a new loop gets a new session (the old loop is gone).
+        """
+        loop = asyncio.get_running_loop()
+        session = self._entra_session
+        if session is not None and session.loop is loop:
+            return session
+        tokens = create_token_manager(self.config.azure_entra_id)
+        client = AsyncOpenAI(
+            api_key=PLACEHOLDER_API_KEY,
+            base_url=self.get_base_url(),
+            http_client=self.entra_http_client(tokens),
+        )
+        session = _Session(loop, tokens, client)
+        self._entra_session = session
+        await tokens.start()
+        logger.info(
+            "remote::azure-entra ready for %s (identity %s); no token fetched yet",
+            self.get_base_url(),
+            tokens.identity,
+        )
+        return session
+
+    async def shutdown(self) -> None:
+        """Stop the refresh task, close the HTTP client."""
+        session, self._entra_session = self._entra_session, None
+        try:
+            if session is not None and session.loop is asyncio.get_running_loop():
+                await session.tokens.aclose()
+                await session.client.close()
+        finally:
+            await super().shutdown()
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        """The provider's OpenAI client on this loop (the token is attached per request)."""
+        session = self._entra_session
+        if session is None:
+            raise RuntimeError("remote::azure-entra has made no call on this event loop yet")
+        return session.client
+
+    @property
+    def token_manager(self) -> TokenManager | None:
+        """The token manager of the current session (None before the first call)."""
+        return self._entra_session.tokens if self._entra_session else None
+
+    def get_api_key(self) -> str:
+        """Not a credential: tells the backend a key is in place (the token comes per request)."""
+        return PLACEHOLDER_API_KEY
+
+    async def _ensure_token(self) -> None:
+        session = await self._session()
+        await session.tokens.token()
+
+    async def list_models(self) -> Any:
+        """Azure's deployments only with ``refresh_models: true``; else None (no start-up call).
+
+        Llama Stack lists every provider once at start-up; the registered models are enough.
+        """
+        if not self.config.refresh_models:
+            return None
+        return await super().list_models()
+
+    async def list_provider_model_ids(self) -> Iterable[str]:
+        """Deployments Azure lists (only when ``refresh_models`` is on)."""
+        await self._ensure_token()
+        with entra_errors():
+            return [model.id async for model in self.client.models.list()]
+
+    async def openai_completion(self, params: Any) -> Any:
+        """The backend's completion call, with Entra errors made clear."""
+        await self._ensure_token()
+        with entra_errors():
+            return await super().openai_completion(params)
+
+    async def openai_chat_completion(self, params: Any) -> Any:
+        """The backend's chat completion call (plain or streaming), with Entra errors made clear."""
+        await self._ensure_token()
+        with entra_errors():
+            return await super().openai_chat_completion(params)
+
+    async def openai_embeddings(self, params: Any) -> Any:
+        """The backend's embeddings call, with Entra errors made clear."""
+        await self._ensure_token()
+        with entra_errors():
+            return await super().openai_embeddings(params)
