@@ -9,8 +9,7 @@ connection a server drops after an upstream 401.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,12 +20,12 @@ from llama_entra.backends.base import (
     JSON,
     Backend,
     ConversationRecord,
-    ErrorHook,
     Headers,
     InferenceProviderKit,
     ListedModel,
     ListedProvider,
 )
+from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.errors import (
     LlamaEntraError,
@@ -57,34 +56,12 @@ def _split(method: Callable[..., Any], params: JSON) -> JSON:
     return {**known, "extra_body": extra} if extra else known
 
 
-class LlamaStackClientAdapter:
+class LlamaStackClientAdapter(ErrorBoundary):
     """``StackClient`` over ``AsyncLlamaStackClient`` (or its in-process subclass)."""
 
     def __init__(self, backend: Backend, client: AsyncLlamaStackClient, *, library: bool) -> None:
-        self._backend = backend
+        super().__init__(backend, translate, library=library)
         self.raw = client
-        self._library = library
-        self.error_hook: ErrorHook | None = None
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        """Every exception leaves as a llama-entra error, seen by ``error_hook``."""
-        try:
-            yield
-        except Exception as exc:
-            error = exc if isinstance(exc, LlamaEntraError) else translate(exc)
-            if error is not exc:
-                error.__cause__ = exc  # the hook reads the chain (a lost database's error)
-            if self.error_hook is not None:
-                error = self.error_hook(error)
-            if error is exc:
-                raise
-            raise error from exc
-
-    @property
-    def backend(self) -> Backend:
-        """The llama-stack backend."""
-        return self._backend
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""

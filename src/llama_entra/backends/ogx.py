@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,12 +25,12 @@ from llama_entra.backends.base import (
     JSON,
     Backend,
     ConversationRecord,
-    ErrorHook,
     Headers,
     InferenceProviderKit,
     ListedModel,
     ListedProvider,
 )
+from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.errors import (
     LlamaEntraError,
@@ -89,34 +88,12 @@ def _nested(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class OgxClientAdapter:
+class OgxClientAdapter(ErrorBoundary):
     """``StackClient`` over ``AsyncOgxClient`` (or OGX's in-process subclass)."""
 
     def __init__(self, backend: Backend, client: AsyncOgxClient, *, library: bool) -> None:
-        self._backend = backend
+        super().__init__(backend, translate, library=library)
         self.raw = client
-        self._library = library
-        self.error_hook: ErrorHook | None = None
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        """Every exception leaves as a llama-entra error, seen by ``error_hook``."""
-        try:
-            yield
-        except Exception as exc:
-            error = exc if isinstance(exc, LlamaEntraError) else translate(exc)
-            if error is not exc:
-                error.__cause__ = exc  # the hook reads the chain (a lost database's error)
-            if self.error_hook is not None:
-                error = self.error_hook(error)
-            if error is exc:
-                raise
-            raise error from exc
-
-    @property
-    def backend(self) -> Backend:
-        """The OGX backend."""
-        return self._backend
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """``send()``, once more if the connection failed (no client retries in ogx-client)."""
