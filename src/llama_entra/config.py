@@ -36,11 +36,13 @@ __all__ = [
     "AuthenticationConfig",
     "AuthorizationRule",
     "AzureEntraIdConfig",
+    "ConversationIndexConfig",
     "CredentialKind",
     "CustomAuthConfig",
     "JwkAuthConfig",
     "LlamaEntraConfig",
     "LlamaStackConfig",
+    "PostgresConfig",
     "ProxyConfig",
     "ServiceConfig",
     "TlsConfig",
@@ -408,6 +410,44 @@ class ProxyConfig(StrictModel):
         return value.rstrip("/") if value else value
 
 
+class PostgresConfig(StrictModel):
+    """A PostgreSQL database; the field names of Llama Stack's ``sql_postgres`` backend."""
+
+    host: str = Field("localhost", description="Server host name or address.")
+    port: int = Field(5432, ge=1, le=65535, description="Server port.")
+    db: str = Field("llamastack", description="Database name.")
+    user: str = Field(description="User name.")
+    password: SecretStr | None = Field(None, description="Password (never logged).")
+    ssl_mode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = Field(None, description="libpq's sslmode; absent: PGSSLMODE or libpq's default.")
+    ca_cert_path: Path | None = Field(
+        None, description="CA bundle that verifies the server (verify-ca, verify-full)."
+    )
+
+
+class ConversationIndexConfig(StrictModel):
+    """Where the index of conversations per caller lives (what ``GET /v1/conversations`` lists)."""
+
+    type: Literal["auto", "sqlite", "postgres"] = Field(
+        "auto",
+        description="auto: `postgres` when set, else the PostgreSQL database of a library-mode "
+        "run config, else SQLite in service.state_dir.",
+    )
+    postgres: PostgresConfig | None = Field(
+        None,
+        description="The database shared by every replica (service mode needs it); a section "
+        "whose host is empty counts as absent, so one file serves with and without a database.",
+    )
+
+    @field_validator("postgres", mode="before")
+    @classmethod
+    def _empty_host_means_absent(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value.get("host"):
+            return None
+        return value
+
+
 class LlamaEntraConfig(StrictModel):
     """The whole ``llama-entra.yaml``."""
 
@@ -418,6 +458,7 @@ class LlamaEntraConfig(StrictModel):
     )
     authentication: AuthenticationConfig = Field(default_factory=AuthenticationConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    conversation_index: ConversationIndexConfig = Field(default_factory=ConversationIndexConfig)
 
 
 def expand_env(value: Any, *, environ: Mapping[str, str] | None = None, path: str = "") -> Any:

@@ -1,4 +1,4 @@
-"""An index of conversations per owner, for listing them: SQLite in the service's state dir.
+"""An index of conversations per owner, for listing them; here its contract and SQLite form.
 
 Neither Llama Stack 0.7.3 nor OGX can list conversations (only create, retrieve, update,
 delete and list one conversation's items), so llama-entra keeps one row per conversation it
@@ -7,8 +7,10 @@ turn (model, provider, start and end time). The conversation's items stay in Lla
 store, and the owner is also kept in the conversation's own metadata, which is what access
 checks read; this index only answers "which conversations does this caller have".
 
-The file survives restarts; several workers of one service share it (SQLite locks it). Separate
-replicas with separate state dirs each list the conversations created through them.
+``SqliteConversationIndex`` keeps a file in the service's state dir: it survives restarts and
+the workers of one service share it (SQLite locks it), but separate replicas each list only the
+conversations created through them. Replicas on one PostgreSQL database use
+``PostgresConversationIndex`` (``conversation_index_postgres``) instead.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["ConversationIndex", "IndexedConversation", "IndexedTurn"]
+__all__ = ["ConversationIndex", "IndexedConversation", "IndexedTurn", "SqliteConversationIndex"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -61,11 +64,42 @@ class IndexedTurn:
     completed_at: float
 
 
-class ConversationIndex:
+class ConversationIndex(Protocol):
+    """What the conversation store needs of an index."""
+
+    async def add(self, conversation_id: str, owner: str, created_at: float) -> None:
+        """Record a new conversation of ``owner`` (a second add of the same id changes nothing)."""
+
+    async def add_turn(self, conversation_id: str, turn: IndexedTurn) -> None:
+        """Record one finished turn (counts it, remembers its model and times)."""
+
+    async def set_topic(self, conversation_id: str, summary: str) -> None:
+        """Set the topic summary."""
+
+    async def remove(self, conversation_id: str) -> None:
+        """Forget a conversation and its turns."""
+
+    async def of_owner(self, owner: str) -> list[IndexedConversation]:
+        """The owner's conversations, most recently used first."""
+
+    async def get(self, conversation_id: str) -> IndexedConversation | None:
+        """One conversation's row, if this index has it."""
+
+    async def turns(self, conversation_id: str) -> list[IndexedTurn]:
+        """The recorded turns, oldest first."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+class SqliteConversationIndex:
     """The index file; every call runs in a worker thread (no blocking I/O on the loop)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    async def aclose(self) -> None:
+        """Nothing stays open between calls."""
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,16 +28,19 @@ import httpx
 import openai
 from pydantic import SecretStr
 
-from llama_entra.config import expand_env
+from llama_entra.config import PostgresConfig, expand_env
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
 
 __all__ = [
     "STARTUP_LOCK_KEY",
     "DatabaseTarget",
+    "configured_database",
     "database_cause",
     "find_database",
+    "open_pool",
     "ping",
     "startup_lock",
+    "unavailable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,6 +112,19 @@ def find_database(run_config: Mapping[str, Any], *, source: str) -> DatabaseTarg
     return None
 
 
+def configured_database(config: PostgresConfig) -> DatabaseTarget:
+    """The database a ``postgres:`` section of the service config names."""
+    return DatabaseTarget(
+        host=config.host,
+        port=config.port,
+        name=config.db,
+        user=config.user,
+        password=config.password,
+        ssl_mode=config.ssl_mode,
+        ca_cert_path=str(config.ca_cert_path) if config.ca_cert_path else None,
+    )
+
+
 def _ssl(target: DatabaseTarget) -> ssl.SSLContext | str | None:
     """asyncpg's ``ssl`` argument; ``None`` lets libpq's PGSSLMODE / PGSSLROOTCERT decide."""
     if target.ssl_mode in ("verify-ca", "verify-full") and target.ca_cert_path:
@@ -131,6 +147,34 @@ async def _connect(target: DatabaseTarget, seconds: float) -> asyncpg.Connection
         )
     except Exception as exc:
         raise DatabaseUnavailableError(target.label, _cause(exc, target)) from exc
+
+
+async def open_pool(target: DatabaseTarget, *, max_size: int = 4) -> asyncpg.Pool:
+    """A small connection pool to ``target`` (connections open on demand, idle ones close).
+
+    Raises ``DatabaseUnavailableError`` when the first connection cannot be made.
+    """
+    try:
+        return await asyncpg.create_pool(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password.get_secret_value() if target.password else None,
+            database=target.name,
+            ssl=_ssl(target),
+            timeout=10,
+            min_size=1,
+            max_size=max_size,
+            max_inactive_connection_lifetime=60,
+        )
+    except Exception as exc:
+        raise DatabaseUnavailableError(target.label, _cause(exc, target)) from exc
+
+
+def unavailable(exc: BaseException, target: DatabaseTarget) -> DatabaseUnavailableError:
+    """``exc``, raised by a driver talking to ``target``, as a ``DatabaseUnavailableError``."""
+    cause = database_cause(exc, target) or _cause(exc, target)
+    return DatabaseUnavailableError(target.label, cause)
 
 
 async def ping(target: DatabaseTarget, seconds: float) -> None:

@@ -109,4 +109,6 @@ def _check_down(
     fields = {"conversation_id": conversation} if conversation else {}
     answer = _query(service, "while it is down", **fields)
     _assert_names_the_database(answer, label)
-    bodies += [readiness.text, answer.text]
+    listed = httpx.get(f"{service.url}/v1/conversations", timeout=60)
+    _assert_names_the_database(listed, label)  # the conversation index is on it too
+    bodies += [readiness.text, answer.text, listed.text]

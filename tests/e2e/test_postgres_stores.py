@@ -106,6 +106,8 @@ def test_replicas_cold_start_together_on_an_empty_database(
     with ThreadPoolExecutor(max_workers=9) as pool:
         answers = list(pool.map(lambda i: query(handles[i % 3], f"cold {i}"), range(9)))
     assert [a["response"] for a in answers] == [f"You said: cold {i}" for i in range(9)]
+    index = {"llama_entra_conversations", "llama_entra_turns"}  # made by the first query
+    assert index <= tables(postgres, database)
     for handle in handles:
         ready = httpx.get(f"{handle.url}/readiness", timeout=10)
         assert ready.status_code == 200, ready.text
@@ -127,6 +129,26 @@ def test_replicas_continue_each_others_conversations_both_ways(
     assert second["input_tokens"] > query(b, "four")["input_tokens"]
     third = query(a, "five", conversation_id=conversation)
     assert third["input_tokens"] > second["input_tokens"]  # A saw B's turn
+
+
+def test_every_replica_lists_every_conversation_of_a_caller(
+    cold_started: tuple[list[ServiceHandle], str],
+) -> None:
+    handles, _ = cold_started
+    created = {
+        query(handle, f"listed from {i}")["conversation_id"] for i, handle in enumerate(handles)
+    }
+    for handle in handles:
+        listed = httpx.get(f"{handle.url}/v1/conversations", timeout=30)
+        assert listed.status_code == 200, listed.text
+        assert created <= {c["conversation_id"] for c in listed.json()["conversations"]}
+    one = sorted(created)[0]
+    details = httpx.get(f"{handles[2].url}/v1/conversations/{one}", timeout=30).json()
+    assert len(details["chat_history"]) == 1
+    deleted = httpx.delete(f"{handles[1].url}/v1/conversations/{one}", timeout=30)
+    assert deleted.json()["deleted"] is True
+    listed = httpx.get(f"{handles[0].url}/v1/conversations", timeout=30).json()["conversations"]
+    assert one not in {c["conversation_id"] for c in listed}
 
 
 def test_replicas_continue_each_others_responses_chains_both_ways(

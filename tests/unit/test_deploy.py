@@ -276,6 +276,27 @@ def test_no_role_runs_more_than_one_replica_on_per_pod_sqlite(
             assert _stores_on_postgres(rendered, item), deployment["metadata"]["name"]
 
 
+def test_no_service_mode_replicas_list_conversations_from_per_pod_sqlite(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for deployment in [d for d in rendered if d["kind"] == "Deployment"]:
+        item = deployment["spec"]["template"]["spec"]["containers"][0]
+        if _runs_llama_stack(rendered, deployment) or item.get("command", [])[:2] != [
+            "llama-entra",
+            "serve",
+        ]:
+            continue
+        labels = deployment["metadata"]["labels"]
+        assert labels.get("llama-entra/conversation-index") == "true", labels
+        if deployment["spec"].get("replicas", 1) > 1:
+            env = {entry["name"]: entry for entry in item.get("env", [])}
+            secret = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert secret["name"] == "llama-entra-postgres"
+            maps = config_maps(rendered)
+            sources = [s["configMapRef"]["name"] for s in item["envFrom"] if "configMapRef" in s]
+            assert any(maps[name].get("POSTGRES_HOST") for name in sources)
+
+
 @pytest.mark.parametrize("example", ["library-mode-postgres", "service-mode-postgres"])
 def test_postgres_examples_run_replicas_on_the_database_with_the_password_from_a_secret(
     example: str,
@@ -289,8 +310,9 @@ def test_postgres_examples_run_replicas_on_the_database_with_the_password_from_a
     env = {entry["name"]: entry for entry in item["env"]}
     assert env["PGSSLMODE"]["value"] == "$(POSTGRES_SSL_MODE)"  # for 0.7.3's SQL stores
     others = [d for d in docs if d["kind"] == "Deployment" and d not in holders]
-    for other in others:  # llama-entra in service mode needs no database credential
-        assert "POSTGRES_PASSWORD" not in str(other)
+    for other in others:  # llama-entra in service mode: its conversation index, never a literal
+        for entry in other["spec"]["template"]["spec"]["containers"][0].get("env", []):
+            assert "value" not in entry or "POSTGRES_PASSWORD" not in entry["name"]
 
 
 def test_postgres_run_config_and_library_config_agree_on_the_variable() -> None:

@@ -31,10 +31,12 @@ from llama_entra.app.routers import (
 )
 from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
 from llama_entra.config import LlamaEntraConfig
-from llama_entra.conversation_index import ConversationIndex
+from llama_entra.conversation_index import ConversationIndex, SqliteConversationIndex
+from llama_entra.conversation_index_postgres import PostgresConversationIndex
 from llama_entra.conversations import ConversationStore
+from llama_entra.database import DatabaseTarget, configured_database
 from llama_entra.entra import TokenManager, create_token_manager
-from llama_entra.errors import DatabaseUnavailableError
+from llama_entra.errors import ConfigError, DatabaseUnavailableError
 from llama_entra.stack import ClientHolder
 from llama_entra.stack_client import keep_stack_running, library_database, start_stack
 
@@ -76,6 +78,8 @@ async def open_resources(
             stack.push_async_callback(manager.aclose)
             logger.info("Entra ID: %s (token fetched on first use)", manager.identity)
         database = library_database(config)
+        index = conversation_index(config, database)
+        stack.push_async_callback(index.aclose)
         holder = ClientHolder(
             config, None, manager, mode=config.llama_stack.mode, database=database
         )
@@ -89,8 +93,30 @@ async def open_resources(
             logger.info("Llama Stack's stores: %s", database.label)
             keeper = asyncio.create_task(keep_stack_running(config, holder))
             stack.push_async_callback(_cancel, keeper)
-        index = ConversationIndex(config.service.state_dir / "conversations.sqlite3")
         yield ServiceResources(authenticator, manager, holder, ConversationStore(holder, index))
+
+
+def conversation_index(
+    config: LlamaEntraConfig, database: DatabaseTarget | None
+) -> ConversationIndex:
+    """The index ``conversation_index`` asks for; ``database`` is a library-mode run config's.
+
+    Raises ``ConfigError`` for ``type: postgres`` with no database to put it in.
+    """
+    wanted = config.conversation_index
+    if wanted.type != "sqlite":
+        if wanted.postgres is not None:
+            database = configured_database(wanted.postgres)
+        if database is not None:
+            logger.info("conversation index: %s", database.label)
+            return PostgresConversationIndex(database)
+        if wanted.type == "postgres":
+            raise ConfigError(
+                "type postgres needs conversation_index.postgres (or a library-mode run config "
+                "on PostgreSQL)",
+                key="conversation_index.type",
+            )
+    return SqliteConversationIndex(config.service.state_dir / "conversations.sqlite3")
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
