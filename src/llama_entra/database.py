@@ -134,17 +134,21 @@ def _ssl(target: DatabaseTarget) -> ssl.SSLContext | str | None:
     return target.ssl_mode
 
 
+def _login(target: DatabaseTarget) -> dict[str, Any]:
+    """asyncpg's connection arguments for ``target``."""
+    return {
+        "host": target.host,
+        "port": target.port,
+        "user": target.user,
+        "password": target.password.get_secret_value() if target.password else None,
+        "database": target.name,
+        "ssl": _ssl(target),
+    }
+
+
 async def _connect(target: DatabaseTarget, seconds: float) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password.get_secret_value() if target.password else None,
-            database=target.name,
-            ssl=_ssl(target),
-            timeout=seconds,
-        )
+        return await asyncpg.connect(**_login(target), timeout=seconds)
     except Exception as exc:
         raise DatabaseUnavailableError(target.label, _cause(exc, target)) from exc
 
@@ -156,12 +160,7 @@ async def open_pool(target: DatabaseTarget, *, max_size: int = 4) -> asyncpg.Poo
     """
     try:
         return await asyncpg.create_pool(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password.get_secret_value() if target.password else None,
-            database=target.name,
-            ssl=_ssl(target),
+            **_login(target),
             timeout=10,
             min_size=1,
             max_size=max_size,
