@@ -8,6 +8,7 @@ give the real tokens, so every exported span can be searched for them.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,6 @@ from llama_entra.backends import active_backend
 from support.emulator import EmulatorHandle
 from support.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from support.service import (
-    ROOT,
     ServiceHandle,
     free_port,
     running_server,
@@ -219,9 +219,7 @@ def test_tracing_proxy_upstream_call_and_retry(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [
-        str(ROOT / ".venv-ogx" / "bin" / "llama-entra")
-        if active_backend().name == "ogx"
-        else str(ROOT / ".venv" / "bin" / "llama-entra"),
+        str(Path(sys.executable).parent / "llama-entra"),
         "proxy",
         "-c",
         str(_proxy_config(tmp_path, emulator)),
