@@ -317,3 +317,21 @@ def test_tracing_no_secret_token_or_key_in_any_span(
         text = span.text()
         for secret in secrets:
             assert secret not in text, f"a secret in span {span.service}/{span.name}"
+
+
+def test_tracing_sdk_disabled_exports_nothing(
+    emulator: EmulatorHandle,
+    receiver: OtlpReceiver,
+    traced_service: ServiceHandle,
+    tmp_path: Path,
+) -> None:
+    path = service_config(tmp_path, emulator)
+    env = stack_environment(emulator, tmp_path / "state") | _otel_env(receiver, "disabled")
+    env["OTEL_SDK_DISABLED"] = "true"
+    with start_service(path, env) as disabled:
+        _query(disabled.url, "not traced")
+        # A traced query after it: once its spans are in, the disabled one's would be too.
+        _trace_of(receiver, _query(traced_service.url, "traced"), "POST /v1/query")
+        assert "tracing on" not in disabled.logs()
+    assert not [s for s in receiver.snapshot() if s.service == "disabled"]
+    assert "tracing on: OTLP http/protobuf" in traced_service.logs()

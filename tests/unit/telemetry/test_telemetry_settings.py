@@ -67,3 +67,22 @@ def test_telemetry_settings_unsupported_protocol_is_a_config_error() -> None:
 def test_telemetry_config_rejects_a_non_url_endpoint() -> None:
     with pytest.raises(ValueError, match="http"):
         TelemetryConfig(endpoint="collector:4318")
+
+
+def test_telemetry_exporter_follows_the_protocol() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    from llama_entra.telemetry.setup import _exporter
+
+    grpc = _exporter(TracingSettings("grpc", "x", "http://127.0.0.1:4317"))
+    assert isinstance(grpc, GrpcExporter)
+    grpc.shutdown()
+    http = _exporter(TracingSettings("http/protobuf", "x", "http://127.0.0.1:4318/v1/traces"))
+    assert isinstance(http, HttpExporter)
+    assert http._endpoint == "http://127.0.0.1:4318/v1/traces"
+    http.shutdown()
