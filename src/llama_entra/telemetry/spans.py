@@ -1,7 +1,7 @@
 """The spans no instrumentation can make, through the OpenTelemetry API.
 
-When tracing is off the API's tracer is a no-op (no SDK is installed), so these cost a
-context-variable set and reset per span. Attributes are names, outcomes and numbers, never a
+When tracing is off (no SDK installed) each of these is one check and a shared do-nothing
+context: no span object, no context change. Attributes are names, outcomes and numbers, never a
 token, key or secret: callers pass only what is listed here.
 
 | span | where | attributes |
@@ -15,10 +15,10 @@ token, key or secret: callers pass only what is listed here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from llama_entra.errors import LlamaEntraError
@@ -37,13 +37,40 @@ def tag_request(request_id: str) -> None:
         current.set_attribute(REQUEST_ID, request_id)
 
 
-@contextmanager
-def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
+class _Off(AbstractContextManager[Span]):
+    """The span of a process without tracing: nothing to start, record or end."""
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_OFF = _Off()
+
+
+def _tracing_off() -> bool:
+    """No SDK installed (``start_tracing`` never ran): the API's proxy is still in place."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def span(
+    name: str, attributes: Mapping[str, AttributeValue] | None = None
+) -> AbstractContextManager[Span]:
     """A child span of the current one for the block; an exception marks it failed.
 
     The exception is not recorded as an event (its message could quote what a library sent);
     the status names its type, or its cause for llama-entra's own errors, which hold no secret.
+    With tracing off this is a shared do-nothing context (not even a no-op span).
     """
+    if _tracing_off():
+        return _OFF
+    return _recorded(name, attributes)
+
+
+@contextmanager
+def _recorded(name: str, attributes: Mapping[str, AttributeValue] | None) -> Iterator[Span]:
     with _tracer.start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as current:
@@ -63,12 +90,20 @@ def safe_description(exc: BaseException) -> str:
 
 def started_span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Span:
     """A child span of the current one that the caller ends (spans across an async generator)."""
+    if _tracing_off():
+        return INVALID_SPAN
     return _tracer.start_span(name, attributes=attributes)
 
 
-@contextmanager
-def use(current: Span) -> Iterator[Span]:
+def use(current: Span) -> AbstractContextManager[Span]:
     """Make ``current`` the parent of spans started in the block, without ending it."""
+    if not current.is_recording():
+        return _OFF
+    return _used(current)
+
+
+@contextmanager
+def _used(current: Span) -> Iterator[Span]:
     with trace.use_span(
         current, end_on_exit=False, record_exception=False, set_status_on_exception=False
     ) as inner:
