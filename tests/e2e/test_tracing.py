@@ -196,6 +196,33 @@ def test_tracing_log_records_carry_the_trace_id(
     assert all(f"trace_id={trace_id}" in line for line in lines), lines
 
 
+def test_tracing_streaming_query_span_covers_the_stream(
+    traced_service: ServiceHandle, receiver: OtlpReceiver
+) -> None:
+    request_id = uuid.uuid4().hex
+    with httpx.stream(
+        "POST",
+        f"{traced_service.url}/v1/streaming_query",
+        json={"query": "streamed", "generate_topic_summary": False},
+        headers={"X-Request-ID": request_id},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        body = response.read().decode()
+    assert '"event": "end"' in body
+    spans = _trace_of(
+        receiver, request_id, "POST /v1/streaming_query", "llama_stack.chat_completions"
+    )
+    root = _one(spans, "POST /v1/streaming_query")
+    call = _one(spans, "llama_stack.chat_completions")  # exported: it ended with the stream
+    assert call.parent_id == root.span_id
+    assert call.status_message == ""
+    assert call.start_ns < call.end_ns <= root.end_ns
+    token = _one(spans, "entra.token")
+    assert token.parent_id == call.span_id
+    assert token.attributes["entra.token.source"] == "cache"
+
+
 def _proxy_config(directory: Path, emulator: EmulatorHandle) -> Path:
     document = {
         "azure_entra_id": {

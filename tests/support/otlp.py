@@ -47,6 +47,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     status_message: str = ""
+    start_ns: int = 0
+    end_ns: int = 0
     raw: bytes = b""
 
     def text(self) -> str:
@@ -72,6 +74,8 @@ def _spans(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:
                         for e in span.events
                     ],
                     status_message=span.status.message,
+                    start_ns=span.start_time_unix_nano,
+                    end_ns=span.end_time_unix_nano,
                     raw=span.SerializeToString(),
                 )
 
