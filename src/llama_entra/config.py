@@ -45,6 +45,7 @@ __all__ = [
     "PostgresConfig",
     "ProxyConfig",
     "ServiceConfig",
+    "TelemetryConfig",
     "TlsConfig",
     "expand_env",
     "load_config",
@@ -448,6 +449,36 @@ class ConversationIndexConfig(StrictModel):
         return value
 
 
+class TelemetryConfig(StrictModel):
+    """OpenTelemetry tracing; off unless this says so or ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set.
+
+    ``OTEL_SDK_DISABLED=true`` turns tracing off whatever this says. Unset keys fall back to
+    OpenTelemetry's own variables (``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_SERVICE_NAME``, ...).
+    """
+
+    tracing: bool = Field(
+        False, description="Export traces even when no OTEL_EXPORTER_OTLP_*ENDPOINT is set."
+    )
+    endpoint: str | None = Field(
+        None,
+        description="OTLP endpoint (HTTP: base URL, /v1/traces is appended; gRPC: host:port "
+        "URL); default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None, description="OTLP protocol; default: OTEL_EXPORTER_OTLP_PROTOCOL or http/protobuf."
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans; default: OTEL_SERVICE_NAME or llama-entra."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
 class LlamaEntraConfig(StrictModel):
     """The whole ``llama-entra.yaml``."""
 
@@ -459,6 +490,7 @@ class LlamaEntraConfig(StrictModel):
     authentication: AuthenticationConfig = Field(default_factory=AuthenticationConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     conversation_index: ConversationIndexConfig = Field(default_factory=ConversationIndexConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
 
 def expand_env(value: Any, *, environ: Mapping[str, str] | None = None, path: str = "") -> Any:

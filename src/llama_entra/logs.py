@@ -2,7 +2,8 @@
 
 Every record logged while a request is handled carries that request's id (``request_id``,
 the value of its ``X-Request-ID`` response header), so all lines of one request can be found
-together; the middleware sets it with ``bind_request_id``.
+together; the middleware sets it with ``bind_request_id``. With tracing on, records logged
+inside a span also carry its ``trace_id`` and ``span_id`` (``llama_entra.telemetry.logcontext``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Literal
 __all__ = [
     "JsonFormatter",
     "RequestIdFilter",
+    "TextFormatter",
     "bind_request_id",
     "configure_logging",
     "preserved_logging",
@@ -64,6 +66,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """A plain line; ``trace_id=...`` at its end when the record has one (tracing on)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        trace_id = getattr(record, "trace_id", None)
+        return f"{line} trace_id={trace_id}" if trace_id else line
+
+
 def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
     """Route every logger to stderr at ``level`` in the chosen format."""
     handler = logging.StreamHandler()
@@ -72,7 +83,7 @@ def configure_logging(level: str, log_format: Literal["text", "json"] = "text") 
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+            TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.util.types import AttributeValue
 from pydantic import SecretStr
 
 from llama_entra.backends import StackClient, active_backend
@@ -34,10 +35,12 @@ from llama_entra.errors import (
     UpstreamConnectionError,
     UpstreamError,
 )
+from llama_entra.telemetry import spans
 
 __all__ = ["AZURE_PROVIDER_TYPE", "ClientHolder", "ModelInfo"]
 
 AZURE_PROVIDER_TYPE = "remote::azure"
+_RETRY_SPAN = "azure.unauthorized_retry"
 logger = logging.getLogger(__name__)
 
 Headers = dict[str, str]
@@ -229,62 +232,111 @@ class ClientHolder:
     async def chat(self, model: ModelInfo, params: JSON) -> JSON:
         """A chat completion from ``model`` (``params`` as OpenAI's body)."""
         params = params | {"model": model.id}
-        return await self.call(model, lambda headers: self.client.chat_completion(params, headers))
+        return await self.call(
+            model,
+            lambda headers: self.client.chat_completion(params, headers),
+            name="chat_completions",
+        )
 
     def chat_stream(self, model: ModelInfo, params: JSON) -> AsyncGenerator[JSON, None]:
         """A streamed chat completion from ``model``: its chunks as they arrive."""
         params = params | {"model": model.id}
         return self.stream(
-            model, lambda headers: self.client.chat_completion_stream(params, headers)
+            model,
+            lambda headers: self.client.chat_completion_stream(params, headers),
+            name="chat_completions",
         )
 
     async def call[T](
-        self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[T]]
+        self,
+        model: ModelInfo | None,
+        operation: Callable[[Headers], Awaitable[T]],
+        *,
+        name: str = "call",
     ) -> T:
-        """Run ``operation(headers)``; on Azure 401 refresh the token once and retry."""
-        headers = await self.headers_for(model)
-        try:
-            return await operation(headers)
-        except LlamaEntraError as exc:
-            if not self._should_retry(model, exc):
-                raise
-            rejected = self._token_in(headers)
-        self._invalidate(rejected)
-        headers = await self.headers_for(model)
-        try:
-            return await operation(headers)
-        except LlamaEntraError as exc:
-            raise self._after_retry(exc) from exc
+        """Run ``operation(headers)``; on Azure 401 refresh the token once and retry.
+
+        Traced as ``llama_stack.<name>``, the retry as its child ``azure.unauthorized_retry``.
+        """
+        with spans.span(f"llama_stack.{name}", self._span_attributes(model)):
+            headers = await self.headers_for(model)
+            try:
+                return await operation(headers)
+            except LlamaEntraError as exc:
+                if not self._should_retry(model, exc):
+                    raise
+                rejected, reason = self._token_in(headers), _reason(exc)
+            with spans.span(_RETRY_SPAN, {"llama_entra.retry.reason": reason}):
+                self._invalidate(rejected)
+                headers = await self.headers_for(model)
+                try:
+                    return await operation(headers)
+                except LlamaEntraError as retry_exc:
+                    raise self._after_retry(retry_exc) from retry_exc
 
     async def stream[T](
-        self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[AsyncIterator[T]]]
+        self,
+        model: ModelInfo | None,
+        operation: Callable[[Headers], Awaitable[AsyncIterator[T]]],
+        *,
+        name: str = "stream",
     ) -> AsyncGenerator[T, None]:
         """Like ``call`` for a streaming operation: the retry happens before the first chunk.
 
         Service mode: a Llama Stack server drops a streaming connection when Azure answers
         401, so a connection error before the first chunk also counts as a refusal here.
+        The ``llama_stack.<name>`` span lasts until the stream ends.
         """
+        current = spans.started_span(f"llama_stack.{name}", self._span_attributes(model))
+        try:
+            with spans.use(current):
+                opened = await self._open_stream(model, operation)
+            if opened is None:
+                return
+            stream, first = opened
+            yield first
+            async for chunk in stream:
+                yield chunk
+        except Exception as exc:
+            spans.failed(current, spans.safe_description(exc))
+            raise
+        finally:
+            current.end()
+
+    async def _open_stream[T](
+        self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[AsyncIterator[T]]]
+    ) -> tuple[AsyncIterator[T], T] | None:
+        """The stream and its first chunk (None: empty), retried once after Azure's 401."""
         headers = await self.headers_for(model)
         try:
             stream = await operation(headers)
-            first = await anext(aiter(stream))
+            return stream, await anext(aiter(stream))
         except StopAsyncIteration:
-            return
+            return None
         except LlamaEntraError as exc:
             if not self._should_retry(model, exc, streaming=True):
                 raise
-            self._invalidate(self._token_in(headers))
+            rejected, reason = self._token_in(headers), _reason(exc)
+        with spans.span(_RETRY_SPAN, {"llama_entra.retry.reason": reason}):
+            self._invalidate(rejected)
             headers = await self.headers_for(model)
             try:
                 stream = await operation(headers)
-                first = await anext(aiter(stream))
+                return stream, await anext(aiter(stream))
             except StopAsyncIteration:
-                return
+                return None
             except LlamaEntraError as retry_exc:
                 raise self._after_retry(retry_exc) from retry_exc
-        yield first
-        async for chunk in stream:
-            yield chunk
+
+    def _span_attributes(self, model: ModelInfo | None) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {
+            "llama_stack.mode": self.mode,
+            "llama_stack.backend": self.backend.name,
+        }
+        if model is not None:
+            attributes["gen_ai.request.model"] = model.id
+            attributes["llama_entra.azure"] = model.azure
+        return attributes
 
     def _should_retry(
         self, model: ModelInfo | None, exc: LlamaEntraError, *, streaming: bool = False
@@ -331,6 +383,11 @@ async def _close(client: StackClient) -> None:
         await client.aclose()
     except Exception:  # shutdown must go on
         logger.exception("closing the Llama Stack client failed")
+
+
+def _reason(exc: LlamaEntraError) -> str:
+    """Why a call is retried with a fresh token (a span attribute)."""
+    return "azure_401" if _is_unauthorized(exc) else "stream_dropped"
 
 
 def _is_unauthorized(exc: LlamaEntraError) -> bool:

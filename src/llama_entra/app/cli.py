@@ -6,8 +6,13 @@ import argparse
 import asyncio
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+
+if TYPE_CHECKING:
+    from llama_entra.config import LlamaEntraConfig
+    from llama_entra.telemetry.setup import Tracing
 
 __all__ = ["add_arguments", "app_from_environment", "run"]
 
@@ -71,18 +76,38 @@ def run(args: argparse.Namespace) -> int:
         context = tls.context
         common["ssl_context_factory"] = lambda _config, _default: context
 
+    tracing = _start_tracing(config)
+
     async def serve() -> None:
         # Resources are built before uvicorn starts, so a bad run config is one line, exit 2.
         async with open_resources(config) as resources:
             app = create_app(config, resources=resources)
+            if tracing is not None:
+                tracing.instrument_fastapi(app)
             server = GracefulServer(
                 uvicorn.Config(app, **common),  # type: ignore[arg-type]
                 on_tick=tls.check if tls is not None else None,
             )
             await server.serve()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
     return 0
+
+
+def _start_tracing(config: LlamaEntraConfig) -> Tracing | None:
+    """Tracing for this process when configured (see ``llama_entra.telemetry``), else None."""
+    from llama_entra.telemetry.settings import tracing_settings
+
+    settings = tracing_settings(config.telemetry, default_service_name="llama-entra")
+    if settings is None:
+        return None  # nothing imported or installed: tracing off costs nothing
+    from llama_entra.telemetry.setup import start_tracing
+
+    return start_tracing(settings)
 
 
 def app_from_environment() -> FastAPI:
@@ -91,4 +116,8 @@ def app_from_environment() -> FastAPI:
     from llama_entra.config import load_config
 
     config = load_config(os.environ[CONFIG_ENV])
-    return create_app(config)
+    app = create_app(config)
+    tracing = _start_tracing(config)
+    if tracing is not None:
+        tracing.instrument_fastapi(app)
+    return app

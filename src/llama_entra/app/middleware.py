@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llama_entra.app.errors import shape_for, shaped_body
 from llama_entra.app.metrics import ServiceMetrics
 from llama_entra.logs import bind_request_id
+from llama_entra.telemetry.spans import tag_request
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -46,6 +47,7 @@ class RequestContextMiddleware:
         request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        tag_request(request_id)
         status = 500
         response_started = False
 

@@ -3,7 +3,9 @@ RUN.yaml [server options...]`` (``llama stack run`` or ``ogx run --insecure``, J
 
 The container entrypoint calls it after enriching the run config, so the script itself never
 needs to know which backend is installed. On a PostgreSQL run config it first creates the
-stores' tables under the database's start-up lock (see ``create_server_tables``).
+stores' tables under the database's start-up lock (see ``create_server_tables``). With an
+``OTEL_EXPORTER_OTLP_*ENDPOINT`` set the server runs under ``opentelemetry-instrument``, so its
+spans join llama-entra's traces (``llama_entra.telemetry.server``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from llama_entra.backends import active_backend
 from llama_entra.errors import LlamaEntraError
 from llama_entra.stack_client import create_server_tables
+from llama_entra.telemetry.server import traced_server
 
 
 def main(argv: list[str]) -> None:
@@ -32,8 +35,11 @@ def main(argv: list[str]) -> None:
         print(f"llama-entra: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     backend = active_backend()
-    command = [*backend.server_command(run_config), *argv[1:]]
-    environment = {**os.environ, **backend.server_environment}
+    command, environment = traced_server(
+        [*backend.server_command(run_config), *argv[1:]],
+        {**os.environ, **backend.server_environment},
+        service_name=backend.name,
+    )
     os.execvpe(command[0], command, environment)  # noqa: S606 - our own server, argv as given
 
 

@@ -49,6 +49,7 @@ from llama_entra.entra.credentials import TokenSource, build_credential, resolve
 from llama_entra.entra.status import TokenStatus
 from llama_entra.entra.translate import translate_error
 from llama_entra.errors import TokenError, TokenRejectedError, TokenUnavailableError
+from llama_entra.telemetry import spans
 
 __all__ = ["Backoff", "CredentialFactory", "FetchObserver", "TokenManager", "create_token_manager"]
 
@@ -127,20 +128,29 @@ class TokenManager:
             observer(outcome, elapsed)
 
     async def token(self) -> SecretStr:
-        """A valid access token; raises ``TokenUnavailableError``/``TokenRejectedError``."""
-        if self._closed:
-            raise TokenUnavailableError("the token manager is closed")
-        now = self._clock()
-        held = self._held
-        if held is not None and now < held.expires_on:
-            if now >= held.refresh_at and self._may_fetch(now):
-                self._start_fetch()
-            return held.secret
-        failure = self._failure
-        if not self._fetching() and failure is not None and now < failure.retry_at:
-            raise failure.raise_again()
-        fetched = await asyncio.shield(self._start_fetch())
-        return fetched.secret
+        """A valid access token; raises ``TokenUnavailableError``/``TokenRejectedError``.
+
+        Traced as ``entra.token``: ``entra.token.source`` is ``cache`` (the held token, or the
+        recorded error while a retry is pending) or ``fetch`` (this caller waited for Entra).
+        """
+        with spans.span("entra.token", {"entra.identity": self.identity}) as current:
+            if self._closed:
+                raise TokenUnavailableError("the token manager is closed")
+            now = self._clock()
+            held = self._held
+            if held is not None and now < held.expires_on:
+                current.set_attribute("entra.token.source", "cache")
+                if now >= held.refresh_at and self._may_fetch(now):
+                    current.set_attribute("entra.token.refresh_started", True)
+                    self._start_fetch()
+                return held.secret
+            failure = self._failure
+            if not self._fetching() and failure is not None and now < failure.retry_at:
+                current.set_attribute("entra.token.source", "cache")
+                raise failure.raise_again()
+            current.set_attribute("entra.token.source", "fetch")
+            fetched = await asyncio.shield(self._start_fetch())
+            return fetched.secret
 
     def invalidate(self, rejected: SecretStr | None = None) -> None:
         """Drop the held token so the next call fetches a new one.
@@ -218,24 +228,30 @@ class TokenManager:
         self._changed.set()
 
     async def _fetch(self) -> _Held:
-        self._token_requests += 1
-        started = self._clock()
-        try:
-            credential = await self._factory()
+        attributes = {"entra.identity": self.identity, "entra.credential": self._config.credential}
+        with spans.span("entra.token.fetch", attributes) as current:
+            self._token_requests += 1
+            started = self._clock()
             try:
-                async with asyncio.timeout(self._config.timeout_seconds):
-                    info = await credential.get_token_info(self._scope)
-            finally:
-                with suppress(Exception):
-                    await credential.close()
-        except Exception as exc:
-            error = translate_error(
-                exc, kind=self._config.credential, timeout_seconds=self._config.timeout_seconds
+                credential = await self._factory()
+                try:
+                    async with asyncio.timeout(self._config.timeout_seconds):
+                        info = await credential.get_token_info(self._scope)
+                finally:
+                    with suppress(Exception):
+                        await credential.close()
+            except Exception as exc:
+                error = translate_error(
+                    exc, kind=self._config.credential, timeout_seconds=self._config.timeout_seconds
+                )
+                current.set_attribute("entra.outcome", _outcome(error))
+                raise self._record_failure(error, started) from exc
+            held = self._record_success(
+                SecretStr(info.token), info.expires_on, info.refresh_on, started
             )
-            raise self._record_failure(error, started) from exc
-        return self._record_success(
-            SecretStr(info.token), info.expires_on, info.refresh_on, started
-        )
+            current.set_attribute("entra.outcome", "success")
+            current.set_attribute("entra.token.expires_in_s", round(held.expires_on - started))
+            return held
 
     def _record_success(
         self, token: SecretStr, expires_on: float, refresh_on: float | None, fetched_at: float

@@ -55,7 +55,19 @@ def run(args: argparse.Namespace) -> int:
     if config.proxy.tls is not None:
         tls = TlsReloader(config.proxy.tls, source=str(args.config), key="proxy.tls")
     context = tls.context if tls is not None else None
-    app = create_proxy_app(config)
+    from starlette.types import ASGIApp
+
+    from llama_entra.telemetry.settings import tracing_settings
+
+    app: ASGIApp = create_proxy_app(config)
+    settings = tracing_settings(config.telemetry, default_service_name="llama-entra-proxy")
+    tracing = None
+    if settings is not None:  # off: nothing imported or installed
+        from llama_entra.telemetry.setup import start_tracing
+
+        tracing = start_tracing(settings)
+        if tracing is not None:
+            app = tracing.wrap_asgi(app)
     server = GracefulServer(
         uvicorn.Config(
             app,
@@ -69,5 +81,9 @@ def run(args: argparse.Namespace) -> int:
         ),
         on_tick=tls.check if tls is not None else None,
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
     return 0 if server.started else 1

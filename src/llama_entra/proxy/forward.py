@@ -26,6 +26,7 @@ from llama_entra.entra import TokenManager
 from llama_entra.errors import UpstreamError, UpstreamUnavailableError
 from llama_entra.proxy.metrics import ProxyMetrics
 from llama_entra.proxy.upstream import upstream_url
+from llama_entra.telemetry import spans
 
 __all__ = ["HOP_BY_HOP", "Upstream", "forward"]
 
@@ -153,9 +154,10 @@ async def forward(scope: Scope, receive: Receive, send: Send, upstream: Upstream
         response.release()
         logger.info("upstream answered 401; retrying once with a fresh Entra ID token")
         upstream.metrics.unauthorized_retries.inc()
-        upstream.tokens.invalidate(token)
-        token = await upstream.tokens.token()
-        response = await _send(upstream.session, method, url, headers, body, token)
+        with spans.span("azure.unauthorized_retry", {"llama_entra.retry.reason": "azure_401"}):
+            upstream.tokens.invalidate(token)
+            token = await upstream.tokens.token()
+            response = await _send(upstream.session, method, url, headers, body, token)
     try:
         await _relay(response, receive, send, body_read, upstream.metrics)
     finally:

@@ -81,13 +81,15 @@ async def responses(
         await store.open(conversation, principal.name)
     client = holder.client
     if not body.stream:
-        result = await holder.call(model, lambda headers: client.create_response(params, headers))
+        result = await holder.call(
+            model, lambda headers: client.create_response(params, headers), name="responses"
+        )
         return JSONResponse(result)
 
     async def open_stream(headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         return _refusal_first(await client.response_stream(params, headers))
 
-    events = holder.stream(model, open_stream)
+    events = holder.stream(model, open_stream, name="responses")
     first = await anext(events, None)
     return StreamingResponse(_responses_sse(first, events), media_type="text/event-stream")
 
