@@ -90,6 +90,7 @@ async def open_resources(
             keeper = asyncio.create_task(keep_stack_running(config, holder))
             stack.push_async_callback(_cancel, keeper)
         index = ConversationIndex(config.service.state_dir / "conversations.sqlite3")
+        stack.push_async_callback(asyncio.to_thread, index.close)
         yield ServiceResources(authenticator, manager, holder, ConversationStore(holder, index))
 
 
