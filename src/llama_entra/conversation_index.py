@@ -106,14 +106,26 @@ class ConversationIndex:
         if connection is not None:
             connection.close()
 
-    async def add(self, conversation_id: str, owner: str, created_at: float) -> None:
-        """Record a new conversation of ``owner``."""
-        await self._run(
-            lambda db: db.execute(
-                "INSERT OR IGNORE INTO conversations (id, owner, created_at) VALUES (?, ?, ?)",
-                (conversation_id, owner, created_at),
-            )
-        )
+    async def add(
+        self,
+        conversation_id: str,
+        owner: str,
+        created_at: float,
+        first_turn: IndexedTurn | None = None,
+    ) -> None:
+        """Record a new conversation of ``owner`` (with its first turn, in one transaction)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT OR IGNORE INTO conversations (id, owner, created_at) VALUES (?, ?, ?)",
+                    (conversation_id, owner, created_at),
+                )
+                if first_turn is not None:
+                    _add_turn(db, conversation_id, first_turn)
+
+        await self._run(work)
 
     async def add_turn(self, conversation_id: str, turn: IndexedTurn) -> None:
         """Record one finished turn (counts it, remembers its model and times)."""
@@ -121,24 +133,7 @@ class ConversationIndex:
         def work(db: sqlite3.Connection) -> None:
             with db:  # one transaction
                 db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    "INSERT INTO turns SELECT ?, COALESCE(MAX(seq), -1) + 1, ?, ?, ?, ? "
-                    "FROM turns WHERE conversation_id = ?",
-                    (
-                        conversation_id,
-                        turn.model,
-                        turn.provider,
-                        turn.started_at,
-                        turn.completed_at,
-                        conversation_id,
-                    ),
-                )
-                db.execute(
-                    "UPDATE conversations SET message_count = message_count + 1, "
-                    "last_message_at = ?, last_used_model = ?, last_used_provider = ? "
-                    "WHERE id = ?",
-                    (turn.completed_at, turn.model, turn.provider, conversation_id),
-                )
+                _add_turn(db, conversation_id, turn)
 
         await self._run(work)
 
@@ -196,3 +191,24 @@ class ConversationIndex:
             ).fetchall()
         )
         return [IndexedTurn(*row) for row in rows]
+
+
+def _add_turn(db: sqlite3.Connection, conversation_id: str, turn: IndexedTurn) -> None:
+    db.execute(
+        "INSERT INTO turns SELECT ?, COALESCE(MAX(seq), -1) + 1, ?, ?, ?, ? "
+        "FROM turns WHERE conversation_id = ?",
+        (
+            conversation_id,
+            turn.model,
+            turn.provider,
+            turn.started_at,
+            turn.completed_at,
+            conversation_id,
+        ),
+    )
+    db.execute(
+        "UPDATE conversations SET message_count = message_count + 1, "
+        "last_message_at = ?, last_used_model = ?, last_used_provider = ? "
+        "WHERE id = ?",
+        (turn.completed_at, turn.model, turn.provider, conversation_id),
+    )

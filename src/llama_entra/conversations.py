@@ -14,6 +14,7 @@ recorded within one second can come back interleaved.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -65,6 +66,37 @@ class ConversationStore:
         conversation_id = await self.client.create_conversation({OWNER_KEY: owner})
         await self.index.add(conversation_id, owner, time.time())
         return conversation_id
+
+    async def create_with_turn(
+        self, owner: str, question: str, answer: str, turn: IndexedTurn
+    ) -> str:
+        """A new conversation of ``owner`` holding its first turn: one Llama Stack call."""
+        conversation_id = await self.client.create_conversation(
+            {OWNER_KEY: owner}, _turn_items(question, answer)
+        )
+        await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
+        return conversation_id
+
+    async def open_with_history(self, raw_id: str, owner: str) -> tuple[str, list[dict[str, str]]]:
+        """``open`` and ``history`` at once: the owner check and the read run concurrently.
+
+        Another caller's history is read and dropped, never returned.
+        """
+        conversation_id = llama_stack_id(raw_id)
+        if conversation_id is None:
+            raise ConversationNotFoundError(raw_id)
+        metadata, history = await asyncio.gather(
+            self.metadata(conversation_id), self.history(conversation_id), return_exceptions=True
+        )
+        if isinstance(metadata, BaseException):
+            raise metadata
+        if metadata.get(OWNER_KEY, owner) != owner:
+            raise ConversationNotFoundError(conversation_id)
+        if isinstance(history, NotFoundError):  # deleted between the two reads
+            raise ConversationNotFoundError(conversation_id) from history
+        if isinstance(history, BaseException):
+            raise history
+        return conversation_id, history
 
     async def open(self, raw_id: str, owner: str, *, in_path: bool = False) -> str:
         """The Llama Stack id of ``owner``'s conversation ``raw_id``; else 404 (400/422: malformed).
@@ -119,13 +151,7 @@ class ConversationStore:
         self, conversation_id: str, question: str, answer: str, turn: IndexedTurn
     ) -> None:
         """Append question and answer to the conversation (one call) and index the turn."""
-        await self.client.add_conversation_items(
-            conversation_id,
-            [
-                {"type": "message", "role": "user", "content": question},
-                {"type": "message", "role": "assistant", "content": answer},
-            ],
-        )
+        await self.client.add_conversation_items(conversation_id, _turn_items(question, answer))
         await self.index.add_turn(conversation_id, turn)
 
     async def listed(self, owner: str) -> list[IndexedConversation]:
@@ -155,6 +181,13 @@ class ConversationStore:
         metadata["topic_summary"] = summary
         await self.client.update_conversation_metadata(conversation_id, metadata)
         await self.index.set_topic(conversation_id, summary)
+
+
+def _turn_items(question: str, answer: str) -> list[JSON]:
+    return [
+        {"type": "message", "role": "user", "content": question},
+        {"type": "message", "role": "assistant", "content": answer},
+    ]
 
 
 def _text(item: JSON) -> str:

@@ -100,8 +100,10 @@ class StackClient(Protocol):
         """Return when the server answers its health call within ``seconds``."""
         ...
 
-    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
-        """A new, empty conversation with ``metadata``; its id."""
+    async def create_conversation(
+        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+    ) -> str:
+        """A new conversation with ``metadata`` and ``items`` (in the same call); its id."""
         ...
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:

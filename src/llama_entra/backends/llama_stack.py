@@ -26,6 +26,7 @@ from llama_entra.backends.base import (
     ListedProvider,
 )
 from llama_entra.backends.boundary import ErrorBoundary
+from llama_entra.backends.direct import DirectConversations
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.errors import (
     LlamaEntraError,
@@ -59,9 +60,17 @@ def _split(method: Callable[..., Any], params: JSON) -> JSON:
 class LlamaStackClientAdapter(ErrorBoundary):
     """``StackClient`` over ``AsyncLlamaStackClient`` (or its in-process subclass)."""
 
-    def __init__(self, backend: Backend, client: AsyncLlamaStackClient, *, library: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        client: AsyncLlamaStackClient,
+        *,
+        library: bool,
+        direct: DirectConversations | None = None,
+    ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
+        self._direct = direct  # library mode: conversations without the HTTP emulation
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
@@ -113,15 +122,24 @@ class LlamaStackClientAdapter(ErrorBoundary):
         with self._translated():
             await self.raw.with_options(timeout=seconds, max_retries=0).inspect.health()
 
-    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
+    async def create_conversation(
+        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+    ) -> str:
         """See ``StackClient``."""
         with self._translated():
-            conversation = await self.raw.conversations.create(metadata=dict(metadata or {}))
+            if self._direct is not None:
+                return await self._direct.create(metadata or {}, items)
+            extra: Any = {"items": items} if items else {}
+            conversation = await self.raw.conversations.create(
+                metadata=dict(metadata or {}), **extra
+            )
         return str(conversation.id)
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
         with self._translated():
+            if self._direct is not None:
+                return await self._direct.retrieve(conversation_id)
             return conversation_record(await self.raw.conversations.retrieve(conversation_id))
 
     async def update_conversation_metadata(
@@ -138,6 +156,9 @@ class LlamaStackClientAdapter(ErrorBoundary):
         oldest), so that is what there is; the SDK's paginator stops after it.
         """
         with self._translated():
+            if self._direct is not None:
+                page = await self._direct.items(conversation_id, order="asc", limit=100)
+                return page.items
             pages = self.raw.conversations.items.list(conversation_id, order="asc", limit=100)
             return [to_json(item) async for item in pages]
 
@@ -149,6 +170,9 @@ class LlamaStackClientAdapter(ErrorBoundary):
     async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
         """See ``StackClient``."""
         with self._translated():
+            if self._direct is not None:
+                await self._direct.add_items(conversation_id, items)
+                return
             await self.raw.conversations.items.create(conversation_id, items=cast(Any, items))
 
     async def touch_inference_store(self) -> None:
@@ -180,11 +204,17 @@ class LlamaStackBackend:
 
     async def open_library(self, run_config: Path) -> LlamaStackClientAdapter:
         """See ``Backend``."""
+        import llama_stack_api.conversations
         from llama_stack.core.library_client import AsyncLlamaStackAsLibraryClient
+        from llama_stack_api import Api
 
         client = AsyncLlamaStackAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
-        return LlamaStackClientAdapter(self, cast(AsyncLlamaStackClient, client), library=True)
+        impl = (client.impls or {}).get(Api.conversations)
+        direct = DirectConversations(impl, llama_stack_api.conversations) if impl else None
+        return LlamaStackClientAdapter(
+            self, cast(AsyncLlamaStackClient, client), library=True, direct=direct
+        )
 
     def open_service(
         self, url: str, api_key: str | None, timeout: float

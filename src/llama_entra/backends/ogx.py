@@ -31,6 +31,7 @@ from llama_entra.backends.base import (
     ListedProvider,
 )
 from llama_entra.backends.boundary import ErrorBoundary
+from llama_entra.backends.direct import DirectConversations, ItemPage
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.errors import (
     LlamaEntraError,
@@ -40,6 +41,8 @@ from llama_entra.errors import (
 from llama_entra.upstream import body_message, translate_common, upstream_error
 
 __all__ = ["OgxBackend"]
+
+_PAGE = 1000  # items per read in library mode (the store takes it; its docs say 1-100)
 
 # ogx-client's request models declare message content as a union that a plain string (valid
 # OpenAI input) does not match on serialisation; pydantic warns on every such call while the
@@ -91,9 +94,17 @@ def _nested(value: Any) -> Any:
 class OgxClientAdapter(ErrorBoundary):
     """``StackClient`` over ``AsyncOgxClient`` (or OGX's in-process subclass)."""
 
-    def __init__(self, backend: Backend, client: AsyncOgxClient, *, library: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        client: AsyncOgxClient,
+        *,
+        library: bool,
+        direct: DirectConversations | None = None,
+    ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
+        self._direct = direct  # library mode: conversations without the HTTP emulation
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """``send()``, once more if the connection failed (no client retries in ogx-client)."""
@@ -155,14 +166,24 @@ class OgxClientAdapter(ErrorBoundary):
         with self._translated():
             await self.raw.inspect.health(_request_timeout=seconds)
 
-    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
+    async def create_conversation(
+        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+    ) -> str:
         """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            return str(await self._call(lambda: direct.create(metadata or {}, items)))
         create = self.raw.conversations.create
-        conversation = await self._call(lambda: create(metadata=dict(metadata or {})))
+        extra: JSON = {"items": items} if items else {}
+        conversation = await self._call(lambda: create(metadata=dict(metadata or {}), **extra))
         return str(conversation.id)
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            record: ConversationRecord = await self._call(lambda: direct.retrieve(conversation_id))
+            return record
         retrieve = self.raw.conversations.retrieve
         return conversation_record(await self._call(lambda: retrieve(conversation_id)))
 
@@ -175,6 +196,8 @@ class OgxClientAdapter(ErrorBoundary):
 
     async def conversation_items(self, conversation_id: str) -> list[JSON]:
         """See ``StackClient``: ogx-client returns one page per call, so follow ``last_id``."""
+        if self._direct is not None:
+            return await self._direct_items(self._direct, conversation_id)
         items: list[JSON] = []
         after: str | None = None
         while True:
@@ -190,12 +213,29 @@ class OgxClientAdapter(ErrorBoundary):
                 return items
             after = page.last_id
 
+    async def _direct_items(self, direct: DirectConversations, conversation_id: str) -> list[JSON]:
+        items: list[JSON] = []
+        while True:
+            after = str(items[-1]["id"]) if items else None
+
+            async def read(after: str | None = after) -> ItemPage:
+                return await direct.items(conversation_id, order="asc", limit=_PAGE, after=after)
+
+            page: ItemPage = await self._call(read)
+            items.extend(page.items)
+            if not page.has_more or not page.items:
+                return items
+
     async def delete_conversation(self, conversation_id: str) -> None:
         """See ``StackClient``."""
         await self._call(lambda: self.raw.conversations.delete(conversation_id))
 
     async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
         """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            await self._call(lambda: direct.add_items(conversation_id, items))
+            return
         await self._call(lambda: self.raw.items.create(conversation_id, items=items))
 
     async def touch_inference_store(self) -> None:
@@ -233,11 +273,15 @@ class OgxBackend:
 
     async def open_library(self, run_config: Path) -> OgxClientAdapter:
         """See ``Backend``."""
+        import ogx_api.conversations
         from ogx.core.library_client import AsyncOGXAsLibraryClient
+        from ogx_api import Api
 
         client = AsyncOGXAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
-        return OgxClientAdapter(self, client, library=True)
+        impl = (client.impls or {}).get(Api.conversations)
+        direct = DirectConversations(impl, ogx_api.conversations) if impl else None
+        return OgxClientAdapter(self, client, library=True, direct=direct)
 
     def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
         """See ``Backend``."""
