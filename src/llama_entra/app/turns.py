@@ -17,6 +17,7 @@ from llama_entra.app.schemas import QueryRequest
 from llama_entra.conversation_index import IndexedTurn
 from llama_entra.conversations import ConversationStore
 from llama_entra.errors import LlamaEntraError
+from llama_entra.history_cache import CachedHistory
 from llama_entra.stack import ClientHolder, ModelInfo
 
 __all__ = [
@@ -47,6 +48,7 @@ class PreparedTurn:
     messages: list[dict[str, Any]]
     started_at: float = field(default_factory=time.time)
     new: bool = False
+    seen: CachedHistory | None = None  # the cached history this turn continues
 
 
 async def prepare(
@@ -54,20 +56,27 @@ async def prepare(
 ) -> PreparedTurn:
     """Model, conversation (404 if unknown or another caller's) and messages for ``body``."""
     model = await holder.resolve_model(body.model, body.provider)
-    conversation_id: str | None = None
-    history: list[dict[str, str]] = []
+    opened = None
     if body.conversation_id:
-        conversation_id, history = await store.open_with_history(body.conversation_id, owner)
+        opened = await store.open_with_history(body.conversation_id, owner)
+    history = opened.history if opened else []
     system = [{"role": "system", "content": body.system_prompt}] if body.system_prompt else []
     question = {"role": "user", "content": body.prompt()}
-    return PreparedTurn(body, owner, model, conversation_id, [*system, *history, question])
+    return PreparedTurn(
+        body,
+        owner,
+        model,
+        opened.conversation_id if opened else None,
+        [*system, *history, question],
+        seen=opened.seen if opened else None,
+    )
 
 
 async def conversation_of(store: ConversationStore, turn: PreparedTurn) -> str:
     """The turn's conversation, created now for a first question."""
     if turn.conversation_id is None:
-        turn.conversation_id = await store.create(turn.owner)
-        turn.new = True
+        opened = await store.create(turn.owner)
+        turn.conversation_id, turn.seen, turn.new = opened.conversation_id, opened.seen, True
     return turn.conversation_id
 
 
@@ -100,7 +109,7 @@ async def finish(
     if turn.conversation_id is None:
         turn.conversation_id = await store.create_with_turn(turn.owner, question, answer, indexed)
     else:
-        await store.record_turn(turn.conversation_id, question, answer, indexed)
+        await store.record_turn(turn.conversation_id, question, answer, indexed, turn.seen)
     conversation_id = turn.conversation_id
     if new and turn.body.generate_topic_summary is not False:
         await _summarise_topic(holder, store, turn, conversation_id)

@@ -54,9 +54,19 @@ class DirectConversations:
         request = self._api.GetConversationRequest(conversation_id=conversation_id)
         return conversation_record(await self._impl.get_conversation(request))
 
-    async def add_items(self, conversation_id: str, items: list[JSON]) -> None:
-        """Append ``items`` in one call."""
-        await self._impl.add_items(conversation_id, self._api.AddItemsRequest(items=items))
+    async def add_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
+        """Append ``items`` in one call; their ids."""
+        request = self._api.AddItemsRequest(items=items)
+        added = await self._impl.add_items(conversation_id, request)
+        return [str(item.id) for item in added.data]
+
+    async def newest_ids(self, conversation_id: str, count: int) -> list[str]:
+        """Ids of the newest ``count`` items, oldest first (only the ids are read out)."""
+        request = self._api.ListItemsRequest(
+            conversation_id=conversation_id, order="desc", limit=count
+        )
+        listed = await self._impl.list_items(request)
+        return [str(item.id) for item in reversed(listed.data)]
 
     async def items(
         self, conversation_id: str, *, order: str, limit: int, after: str | None = None

@@ -71,6 +71,7 @@ class LlamaStackClientAdapter(ErrorBoundary):
         super().__init__(backend, translate, library=library)
         self.raw = client
         self._direct = direct  # library mode: conversations without the HTTP emulation
+        self.strict_item_order = False  # items sort by a timestamp in whole seconds
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
@@ -167,13 +168,25 @@ class LlamaStackClientAdapter(ErrorBoundary):
         with self._translated():
             await self.raw.conversations.delete(conversation_id)
 
-    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+    async def newest_item_ids(self, conversation_id: str, count: int) -> list[str]:
         """See ``StackClient``."""
         with self._translated():
             if self._direct is not None:
-                await self._direct.add_items(conversation_id, items)
-                return
-            await self.raw.conversations.items.create(conversation_id, items=cast(Any, items))
+                return await self._direct.newest_ids(conversation_id, count)
+            page = await self.raw.conversations.items.list(
+                conversation_id, order="desc", limit=count
+            )
+            return [str(item.id) for item in reversed(page.data)]
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
+        """See ``StackClient``."""
+        with self._translated():
+            if self._direct is not None:
+                return await self._direct.add_items(conversation_id, items)
+            added = await self.raw.conversations.items.create(
+                conversation_id, items=cast(Any, items)
+            )
+        return [str(item.id) for item in added.data]
 
     async def touch_inference_store(self) -> None:
         """See ``StackClient``."""

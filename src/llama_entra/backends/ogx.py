@@ -83,6 +83,11 @@ def to_json(obj: Any) -> JSON:
     return dumped
 
 
+def _item_id(item: Any) -> str:
+    """The id of an item ogx-client returns (possibly inside a oneOf wrapper)."""
+    return str(getattr(getattr(item, "actual_instance", None) or item, "id", ""))
+
+
 def _nested(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
@@ -105,6 +110,7 @@ class OgxClientAdapter(ErrorBoundary):
         super().__init__(backend, translate, library=library)
         self.raw = client
         self._direct = direct  # library mode: conversations without the HTTP emulation
+        self.strict_item_order = True  # a per-conversation sequence
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """``send()``, once more if the connection failed (no client retries in ogx-client)."""
@@ -230,13 +236,25 @@ class OgxClientAdapter(ErrorBoundary):
         """See ``StackClient``."""
         await self._call(lambda: self.raw.conversations.delete(conversation_id))
 
-    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+    async def newest_item_ids(self, conversation_id: str, count: int) -> list[str]:
         """See ``StackClient``."""
         if self._direct is not None:
             direct = self._direct
-            await self._call(lambda: direct.add_items(conversation_id, items))
-            return
-        await self._call(lambda: self.raw.items.create(conversation_id, items=items))
+            ids: list[str] = await self._call(lambda: direct.newest_ids(conversation_id, count))
+            return ids
+        page = await self._call(
+            lambda: self.raw.items.list(conversation_id, order="desc", limit=count)
+        )
+        return [_item_id(item) for item in reversed(page.data)]
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
+        """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            added: list[str] = await self._call(lambda: direct.add_items(conversation_id, items))
+            return added
+        listed = await self._call(lambda: self.raw.items.create(conversation_id, items=items))
+        return [_item_id(item) for item in getattr(listed, "data", None) or []]
 
     async def touch_inference_store(self) -> None:
         """See ``StackClient``."""
