@@ -27,6 +27,7 @@ from llama_entra.backends.base import (
 )
 from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.direct import DirectConversations
+from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.errors import (
     LlamaEntraError,
@@ -224,7 +225,8 @@ class LlamaStackBackend:
         client = AsyncLlamaStackAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
         impl = (client.impls or {}).get(Api.conversations)
-        direct = DirectConversations(impl, llama_stack_api.conversations) if impl else None
+        api = llama_stack_api.conversations
+        direct = LlamaStackDirectConversations(impl, api) if impl else None
         return LlamaStackClientAdapter(
             self, cast(AsyncLlamaStackClient, client), library=True, direct=direct
         )
