@@ -38,6 +38,8 @@ from llama_entra.upstream import body_message, translate_common, upstream_error
 
 __all__ = ["LlamaStackBackend"]
 
+_ALL_ITEMS = 1_000_000  # library mode: one read of a whole conversation
+
 
 def translate(exc: BaseException) -> LlamaEntraError:
     """The llama-entra error for what ``llama_stack_client`` or the library raised."""
@@ -154,12 +156,13 @@ class LlamaStackClientAdapter(ErrorBoundary):
     async def conversation_items(self, conversation_id: str) -> list[JSON]:
         """See ``StackClient``.
 
-        llama-stack 0.7.3 ignores ``after`` and answers one page of at most 100 items (the
-        oldest), so that is what there is; the SDK's paginator stops after it.
+        llama-stack 0.7.3 ignores ``after`` and its server answers one page of at most 100 items
+        (the oldest), so that is what there is in service mode; the SDK's paginator stops after
+        it. In library mode the store reads every item anyway and takes any limit: all of them.
         """
         with self._translated():
             if self._direct is not None:
-                page = await self._direct.items(conversation_id, order="asc", limit=100)
+                page = await self._direct.items(conversation_id, order="asc", limit=_ALL_ITEMS)
                 return page.items
             pages = self.raw.conversations.items.list(conversation_id, order="asc", limit=100)
             return [to_json(item) async for item in pages]
