@@ -67,11 +67,9 @@ class ConversationStore:
 
     async def create(self, owner: str) -> Opened:
         """A new, empty conversation owned by ``owner``."""
-        client = self.client
-        conversation_id = await client.create_conversation({OWNER_KEY: owner})
+        conversation_id = await self.client.create_conversation({OWNER_KEY: owner})
         await self.index.add(conversation_id, owner, time.time())
-        seen = self.cache.put(conversation_id, owner, [], []) if client.strict_item_order else None
-        return Opened(conversation_id, [], seen)
+        return Opened(conversation_id, [], None)
 
     async def create_with_turn(
         self, owner: str, question: str, answer: str, turn: IndexedTurn
@@ -108,7 +106,7 @@ class ConversationStore:
         cached = self.cache.get(conversation_id) if client.strict_item_order else None
         if cached is not None:
             try:
-                tail = await client.newest_item_ids(conversation_id, len(cached.tail) or 1)
+                tail = await client.newest_item_ids(conversation_id, len(cached.tail))
             except NotFoundError as exc:
                 self.cache.drop(conversation_id)
                 raise ConversationNotFoundError(conversation_id) from exc
@@ -121,6 +119,7 @@ class ConversationStore:
             return_exceptions=True,
         )
         if isinstance(metadata, BaseException):
+            self.cache.drop(conversation_id)
             raise metadata
         _check_owner(conversation_id, metadata.get(OWNER_KEY), owner)
         if isinstance(items, NotFoundError):  # deleted between the two reads
@@ -129,7 +128,7 @@ class ConversationStore:
             raise items
         history = _history(turns_of(items))
         seen = None
-        if client.strict_item_order:
+        if client.strict_item_order and items:  # never an empty one: see ``history_cache``
             ids = [str(item.get("id") or "") for item in items]
             seen = self.cache.put(conversation_id, metadata.get(OWNER_KEY), history, ids)
         return Opened(conversation_id, history, seen)

@@ -21,6 +21,9 @@ This needs a store that orders a conversation's items strictly in the order they
 seconds, so an item added later can sort before an earlier one and the newest ids may not
 change when items are added: there, no cache (``StackClient.strict_item_order``).
 
+A conversation without items is never cached: its tail is empty, which is also what a
+deleted conversation's tail looks like to a store-level read (``backends.ogx_direct``).
+
 Bounded: the least recently used conversations are dropped beyond ``max_conversations``.
 """
 

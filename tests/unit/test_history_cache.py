@@ -27,8 +27,9 @@ _TURN = IndexedTurn("azure/m", "azure", 1.0, 2.0)
 class _Store:
     """The parts of ``StackClient`` the conversation store uses, in memory."""
 
-    def __init__(self, *, strict: bool = True) -> None:
+    def __init__(self, *, strict: bool = True, gone_is_empty: bool = False) -> None:
         self.strict_item_order = strict
+        self.gone_is_empty = gone_is_empty  # a store-level read (OGX) sees no items, no error
         self.items: dict[str, list[dict[str, Any]]] = {}
         self.metadata: dict[str, dict[str, str]] = {}
         self.calls: list[str] = []
@@ -65,6 +66,8 @@ class _Store:
     async def newest_item_ids(self, conversation_id: str, count: int) -> list[str]:
         self.calls.append("newest")
         if conversation_id not in self.items:
+            if self.gone_is_empty:
+                return []
             raise NotFoundError("gone")
         return [item["id"] for item in self.items[conversation_id][-count:]]
 
@@ -134,14 +137,18 @@ async def test_store_reads_again_when_another_writer_appended_between_read_and_w
     assert history == ["q1", "re q1", "from b", "re from b", "q2", "re q2"]
 
 
-async def test_store_never_serves_a_deleted_conversation_from_the_cache() -> None:
-    store = _Store()
+@pytest.mark.parametrize("gone_is_empty", [False, True])
+async def test_store_never_serves_a_deleted_conversation_from_the_cache(
+    gone_is_empty: bool,
+) -> None:
+    store = _Store(gone_is_empty=gone_is_empty)
     conversations = await _started(store)
     await _turn(conversations, "q2")
+    assert len(conversations.cache) == 1
     del store.items[_CONVERSATION]  # deleted through another replica
     with pytest.raises(ConversationNotFoundError):
         await conversations.open_with_history(_CONVERSATION, "alice")
-    assert len(conversations.cache) == 0
+    assert store.calls[-1] != "add" and len(conversations.cache) == 0
 
 
 async def test_store_keeps_another_callers_conversation_hidden_from_the_cache_too() -> None:

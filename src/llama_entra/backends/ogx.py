@@ -32,6 +32,7 @@ from llama_entra.backends.base import (
 )
 from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.direct import DirectConversations, ItemPage
+from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.errors import (
     LlamaEntraError,
@@ -292,13 +293,15 @@ class OgxBackend:
     async def open_library(self, run_config: Path) -> OgxClientAdapter:
         """See ``Backend``."""
         import ogx_api.conversations
+        from ogx.core.conversations.conversations import ITEMS_TABLE
         from ogx.core.library_client import AsyncOGXAsLibraryClient
         from ogx_api import Api
 
         client = AsyncOGXAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
         impl = (client.impls or {}).get(Api.conversations)
-        direct = DirectConversations(impl, ogx_api.conversations) if impl else None
+        api = ogx_api.conversations
+        direct = OgxDirectConversations(impl, api, ITEMS_TABLE) if impl else None
         return OgxClientAdapter(self, client, library=True, direct=direct)
 
     def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
