@@ -27,6 +27,7 @@ from llama_entra.backends.base import (
 )
 from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.direct import DirectConversations
+from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.errors import (
@@ -70,16 +71,20 @@ class LlamaStackClientAdapter(ErrorBoundary):
         *,
         library: bool,
         direct: DirectConversations | None = None,
+        chat: DirectChat | None = None,
     ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
         self._direct = direct  # library mode: conversations without the HTTP emulation
+        self._chat = chat  # library mode: chat completions without it
         self.strict_item_order = False  # items sort by a timestamp in whole seconds
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
         create = self.raw.chat.completions.create
         with self._translated():
+            if self._chat is not None:
+                return await self._chat.complete(params, headers)
             result = await create(**_split(create, params), extra_headers=dict(headers))
         return to_json(result)
 
@@ -88,6 +93,8 @@ class LlamaStackClientAdapter(ErrorBoundary):
         create = self.raw.chat.completions.create
         params = params | {"stream": True}
         with self._translated():
+            if self._chat is not None:
+                return self._json_stream(await self._chat.stream(params, headers))
             stream = await create(**_split(create, params), extra_headers=dict(headers))
         return self._json_stream(cast(AsyncIterator[Any], stream))
 
@@ -223,15 +230,30 @@ class LlamaStackBackend:
         """See ``Backend``."""
         import llama_stack_api.conversations
         from llama_stack.core.library_client import AsyncLlamaStackAsLibraryClient
+        from llama_stack.core.request_headers import (
+            PROVIDER_DATA_VAR,
+            request_provider_data_context,
+        )
+        from llama_stack.core.utils.context import preserve_contexts_async_generator
         from llama_stack_api import Api
+        from llama_stack_api.inference import OpenAIChatCompletionRequestWithExtraBody
 
         client = AsyncLlamaStackAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
-        impl = (client.impls or {}).get(Api.conversations)
+        impls = client.impls or {}
         api = llama_stack_api.conversations
-        direct = LlamaStackDirectConversations(impl, api) if impl else None
+        conversations = impls.get(Api.conversations)
+        direct = LlamaStackDirectConversations(conversations, api) if conversations else None
+        internals = StackInternals(
+            OpenAIChatCompletionRequestWithExtraBody,
+            request_provider_data_context,
+            preserve_contexts_async_generator,
+            PROVIDER_DATA_VAR,
+        )
+        inference = impls.get(Api.inference)
+        chat = DirectChat(inference, internals) if inference else None
         return LlamaStackClientAdapter(
-            self, cast(AsyncLlamaStackClient, client), library=True, direct=direct
+            self, cast(AsyncLlamaStackClient, client), library=True, direct=direct, chat=chat
         )
 
     def open_service(

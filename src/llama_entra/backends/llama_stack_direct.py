@@ -1,8 +1,9 @@
 """llama-stack 0.7.3, library mode: a turn's items written and read at the store, not per item.
 
 That version's ``add_items`` reads the conversation, then upserts each item in a transaction
-of its own: two commits (and their syncs to disk) for a question and its answer, 4-9 ms each
-on a loaded disk, the largest part of a continued query's bookkeeping. Its ``list_items``
+of its own: for a question and its answer three sessions, each a round of hops to aiosqlite's
+thread for execute and commit (the store runs WAL with ``synchronous=NORMAL``, so the cost is
+the hops and SQLAlchemy, not the disk), the largest part of a continued query's bookkeeping. Its ``list_items``
 reads the conversation, then every item row, and validates each into a pydantic model that
 is dumped right back. Here:
 

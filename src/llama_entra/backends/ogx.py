@@ -32,6 +32,7 @@ from llama_entra.backends.base import (
 )
 from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.direct import DirectConversations, ItemPage
+from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.errors import (
@@ -107,10 +108,12 @@ class OgxClientAdapter(ErrorBoundary):
         *,
         library: bool,
         direct: DirectConversations | None = None,
+        chat: DirectChat | None = None,
     ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
         self._direct = direct  # library mode: conversations without the HTTP emulation
+        self._chat = chat  # library mode: chat completions without it
         self.strict_item_order = True  # a per-conversation sequence
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
@@ -129,13 +132,20 @@ class OgxClientAdapter(ErrorBoundary):
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
+        if self._chat is not None:
+            chat = self._chat
+            completion: JSON = await self._call(lambda: chat.complete(params, headers))
+            return completion
         create = self.raw.chat_completions.create
         return to_json(await self._call(lambda: create(**params, _headers=dict(headers))))
 
     async def chat_completion_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
         """See ``StackClient``."""
-        create = self.raw.chat_completions.create
         params = params | {"stream": True}
+        if self._chat is not None:
+            chat = self._chat
+            return self._json_stream(await self._call(lambda: chat.stream(params, headers)))
+        create = self.raw.chat_completions.create
         stream = await self._call(lambda: create(**params, _headers=dict(headers)))
         return self._json_stream(stream)
 
@@ -295,14 +305,26 @@ class OgxBackend:
         import ogx_api.conversations
         from ogx.core.conversations.conversations import ITEMS_TABLE
         from ogx.core.library_client import AsyncOGXAsLibraryClient
+        from ogx.core.request_headers import PROVIDER_DATA_VAR, request_provider_data_context
+        from ogx.core.utils.context import preserve_contexts_async_generator
         from ogx_api import Api
+        from ogx_api.inference import OpenAIChatCompletionRequestWithExtraBody
 
         client = AsyncOGXAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
-        impl = (client.impls or {}).get(Api.conversations)
+        impls = client.impls or {}
+        conversations = impls.get(Api.conversations)
         api = ogx_api.conversations
-        direct = OgxDirectConversations(impl, api, ITEMS_TABLE) if impl else None
-        return OgxClientAdapter(self, client, library=True, direct=direct)
+        direct = OgxDirectConversations(conversations, api, ITEMS_TABLE) if conversations else None
+        internals = StackInternals(
+            OpenAIChatCompletionRequestWithExtraBody,
+            request_provider_data_context,
+            preserve_contexts_async_generator,
+            PROVIDER_DATA_VAR,
+        )
+        inference = impls.get(Api.inference)
+        chat = DirectChat(inference, internals) if inference else None
+        return OgxClientAdapter(self, client, library=True, direct=direct, chat=chat)
 
     def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
         """See ``Backend``."""
