@@ -28,7 +28,9 @@ from support.service import (
     ServiceHandle,
     service_config,
     stack_environment,
+    start_llama_stack,
     start_replicas,
+    start_service,
 )
 
 
@@ -167,3 +169,28 @@ def test_two_replicas_never_answer_from_stale_history(
         assert deleted.status_code == 200 and deleted.json()["deleted"] is True
         gone = _query(a, "eight", conversation_id=conversation)
         assert gone.status_code == 404, gone.text
+
+
+@pytest.mark.slow
+def test_service_mode_keeps_turns_and_history_through_the_server(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """Through a Llama Stack server: the first turn made with its conversation, later turns
+    continued with the whole history (on OGX the third one confirmed from the cache)."""
+    env = stack_environment(emulator, tmp_path / "state")
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "service").mkdir()
+    with start_llama_stack(service_config(tmp_path / "stack", emulator), env) as stack:
+        path = service_config(
+            tmp_path / "service", emulator, mode="service", llama_stack_url=stack.url
+        )
+        with start_service(path, env) as service:
+            conversation = _answered(service, "one")["conversation_id"]
+            asked = ["one"]
+            for question in ("two", "three", "four"):
+                answer = _answered(service, question, conversation_id=conversation)
+                assert answer["input_tokens"] == _tokens(asked, question)
+                asked.append(question)
+            assert _turns(service, conversation) == [_turn(q) for q in asked]
+            assert _query(service, "!status 500", conversation_id=conversation).status_code == 502
+            assert _turns(service, conversation) == [_turn(q) for q in asked]
