@@ -3,9 +3,9 @@
 That version's ``add_items`` reads the conversation, then upserts each item in a transaction
 of its own: for a question and its answer three sessions, each a round of hops to aiosqlite's
 thread for execute and commit (the store runs WAL with ``synchronous=NORMAL``, so the cost is
-the hops and SQLAlchemy, not the disk), the largest part of a continued query's bookkeeping. Its ``list_items``
-reads the conversation, then every item row, and validates each into a pydantic model that
-is dumped right back. Here:
+the hops and SQLAlchemy, not the disk), the largest part of a continued query's bookkeeping.
+Its ``list_items`` reads the conversation, then every item row, and validates each into a
+pydantic model that is dumped right back. Here:
 
 - ``add_items`` writes the same records (an id per item, ``created_at`` one second apart in
   order, the items as dumped by its own models) with one insert, the way its
