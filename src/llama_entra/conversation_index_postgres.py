@@ -87,17 +87,29 @@ class PostgresConversationIndex:
                 raise unavailable(exc, self.target) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def add(self, conversation_id: str, owner: str, created_at: float) -> None:
-        """Record a new conversation of ``owner`` (a second add of the same id changes nothing)."""
+    async def add(
+        self,
+        conversation_id: str,
+        owner: str,
+        created_at: float,
+        first_turn: IndexedTurn | None = None,
+    ) -> None:
+        """Record a new conversation of ``owner`` (with its first turn, in one transaction).
+
+        A second add of the same id adds only the turn.
+        """
 
         async def work(db: asyncpg.Connection) -> None:
-            await db.execute(
-                "INSERT INTO llama_entra_conversations (id, owner, created_at) "
-                "VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                conversation_id,
-                owner,
-                created_at,
-            )
+            async with db.transaction():
+                await db.execute(
+                    "INSERT INTO llama_entra_conversations (id, owner, created_at) "
+                    "VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                    conversation_id,
+                    owner,
+                    created_at,
+                )
+                if first_turn is not None:
+                    await _insert_turn(db, conversation_id, first_turn)
 
         await self._run(work)
 
@@ -106,27 +118,7 @@ class PostgresConversationIndex:
 
         async def work(db: asyncpg.Connection) -> None:
             async with db.transaction():
-                await db.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", conversation_id
-                )
-                await db.execute(
-                    "INSERT INTO llama_entra_turns SELECT $1, COALESCE(MAX(seq), -1) + 1, "
-                    "$2, $3, $4, $5 FROM llama_entra_turns WHERE conversation_id = $1",
-                    conversation_id,
-                    turn.model,
-                    turn.provider,
-                    turn.started_at,
-                    turn.completed_at,
-                )
-                await db.execute(
-                    "UPDATE llama_entra_conversations SET message_count = message_count + 1, "
-                    "last_message_at = $2, last_used_model = $3, last_used_provider = $4 "
-                    "WHERE id = $1",
-                    conversation_id,
-                    turn.completed_at,
-                    turn.model,
-                    turn.provider,
-                )
+                await _insert_turn(db, conversation_id, turn)
 
         await self._run(work)
 
@@ -199,3 +191,25 @@ class PostgresConversationIndex:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+
+async def _insert_turn(db: asyncpg.Connection, conversation_id: str, turn: IndexedTurn) -> None:
+    """Number and count one turn; inside the caller's transaction."""
+    await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", conversation_id)
+    await db.execute(
+        "INSERT INTO llama_entra_turns SELECT $1, COALESCE(MAX(seq), -1) + 1, "
+        "$2, $3, $4, $5 FROM llama_entra_turns WHERE conversation_id = $1",
+        conversation_id,
+        turn.model,
+        turn.provider,
+        turn.started_at,
+        turn.completed_at,
+    )
+    await db.execute(
+        "UPDATE llama_entra_conversations SET message_count = message_count + 1, "
+        "last_message_at = $2, last_used_model = $3, last_used_provider = $4 WHERE id = $1",
+        conversation_id,
+        turn.completed_at,
+        turn.model,
+        turn.provider,
+    )

@@ -14,6 +14,7 @@ recorded within one second can come back interleaved.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -25,9 +26,10 @@ from llama_entra.backends import StackClient
 from llama_entra.conversation_ids import llama_stack_id
 from llama_entra.conversation_index import ConversationIndex, IndexedConversation, IndexedTurn
 from llama_entra.errors import ConversationNotFoundError, NotFoundError
+from llama_entra.history_cache import CachedHistory, HistoryCache
 from llama_entra.stack import ClientHolder
 
-__all__ = ["OWNER_KEY", "ConversationStore", "Turn", "iso"]
+__all__ = ["OWNER_KEY", "ConversationStore", "Opened", "Turn", "iso", "turns_of"]
 
 OWNER_KEY = "llama_entra_owner"
 JSON = dict[str, Any]
@@ -51,19 +53,32 @@ class Turn:
 class ConversationStore:
     """Creates, finds, lists and deletes a caller's conversations."""
 
-    def __init__(self, holder: ClientHolder, index: ConversationIndex) -> None:
+    def __init__(
+        self, holder: ClientHolder, index: ConversationIndex, cache: HistoryCache | None = None
+    ) -> None:
         self._holder = holder
         self.index = index
+        self.cache = cache if cache is not None else HistoryCache()
 
     @property
     def client(self) -> StackClient:
         """The holder's current client (Llama Stack may restart after a database outage)."""
         return self._holder.client
 
-    async def create(self, owner: str) -> str:
-        """A new conversation owned by ``owner``; its Llama Stack id."""
+    async def create(self, owner: str) -> Opened:
+        """A new, empty conversation owned by ``owner``."""
         conversation_id = await self.client.create_conversation({OWNER_KEY: owner})
         await self.index.add(conversation_id, owner, time.time())
+        return Opened(conversation_id, [], None)
+
+    async def create_with_turn(
+        self, owner: str, question: str, answer: str, turn: IndexedTurn
+    ) -> str:
+        """A new conversation of ``owner`` holding its first turn: one Llama Stack call."""
+        conversation_id = await self.client.create_conversation(
+            {OWNER_KEY: owner}, _turn_items(question, answer)
+        )
+        await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
         return conversation_id
 
     async def open(self, raw_id: str, owner: str, *, in_path: bool = False) -> str:
@@ -74,10 +89,49 @@ class ConversationStore:
         conversation_id = llama_stack_id(raw_id, in_path=in_path)
         if conversation_id is None:
             raise ConversationNotFoundError(raw_id)
-        metadata = await self.metadata(conversation_id)
-        if metadata.get(OWNER_KEY, owner) != owner:
-            raise ConversationNotFoundError(conversation_id)
+        _check_owner(conversation_id, (await self.metadata(conversation_id)).get(OWNER_KEY), owner)
         return conversation_id
+
+    async def open_with_history(self, raw_id: str, owner: str) -> Opened:
+        """``owner``'s conversation ``raw_id`` and its history, to continue it (else 404).
+
+        From the cache when the store confirms it (one small read; see ``history_cache``),
+        else the owner check and the full read at once. Another caller's history is read and
+        dropped, never returned.
+        """
+        conversation_id = llama_stack_id(raw_id)
+        if conversation_id is None:
+            raise ConversationNotFoundError(raw_id)
+        client = self.client
+        cached = self.cache.get(conversation_id) if client.strict_item_order else None
+        if cached is not None:
+            try:
+                tail = await client.newest_item_ids(conversation_id, len(cached.tail))
+            except NotFoundError as exc:
+                self.cache.drop(conversation_id)
+                raise ConversationNotFoundError(conversation_id) from exc
+            if tuple(tail) == cached.tail:
+                _check_owner(conversation_id, cached.owner, owner)
+                return Opened(conversation_id, list(cached.messages), cached)
+        metadata, items = await asyncio.gather(
+            self.metadata(conversation_id),
+            client.conversation_items(conversation_id),
+            return_exceptions=True,
+        )
+        if isinstance(metadata, BaseException):
+            self.cache.drop(conversation_id)
+            raise metadata
+        _check_owner(conversation_id, metadata.get(OWNER_KEY), owner)
+        if isinstance(items, NotFoundError):  # deleted between the two reads
+            raise ConversationNotFoundError(conversation_id) from items
+        if isinstance(items, BaseException):
+            raise items
+        history = _history(turns_of(items))
+        seen = None
+        if client.strict_item_order and items:  # never an empty one: see ``history_cache``
+            ids = [str(item.get("id") or "") for item in items]
+            seen = self.cache.put(conversation_id, metadata.get(OWNER_KEY), history, ids)
+        return Opened(conversation_id, history, seen)
 
     async def metadata(self, conversation_id: str) -> Mapping[str, str]:
         """The conversation's Llama Stack metadata (404 if unknown)."""
@@ -89,43 +143,32 @@ class ConversationStore:
 
     async def turns(self, conversation_id: str) -> list[Turn]:
         """The conversation's turns, oldest first."""
-        turns: list[Turn] = []
-        for item in await self.client.conversation_items(conversation_id):
-            kind = item.get("type")
-            if kind == "message" and item.get("role") == "user":
-                turns.append(Turn(messages=[{"content": _text(item), "type": "user"}]))
-                continue
-            if not turns:
-                turns.append(Turn())
-            if kind == "message" and item.get("role") in ("assistant", "system", "developer"):
-                waiting = next((t for t in turns if not t.answered), turns[-1])
-                waiting.messages.append({"content": _text(item), "type": item["role"]})
-                waiting.answered = waiting.answered or item["role"] == "assistant"
-            elif kind == "function_call":
-                turns[-1].tool_calls.append(_tool_call(item))
-            elif kind == "function_call_output":
-                turns[-1].tool_results.append(_tool_result(item))
-        return turns
+        return turns_of(await self.client.conversation_items(conversation_id))
 
     async def history(self, conversation_id: str) -> list[dict[str, str]]:
         """The conversation's messages as chat messages, question before answer."""
-        return [
-            {"role": message["type"], "content": message["content"]}
-            for turn in await self.turns(conversation_id)
-            for message in turn.messages
-        ]
+        return _history(await self.turns(conversation_id))
 
     async def record_turn(
-        self, conversation_id: str, question: str, answer: str, turn: IndexedTurn
+        self,
+        conversation_id: str,
+        question: str,
+        answer: str,
+        turn: IndexedTurn,
+        seen: CachedHistory | None = None,
     ) -> None:
-        """Append question and answer to the conversation (one call) and index the turn."""
-        await self.client.add_conversation_items(
-            conversation_id,
-            [
-                {"type": "message", "role": "user", "content": question},
-                {"type": "message", "role": "assistant", "content": answer},
-            ],
-        )
+        """Append question and answer to the conversation (one call) and index the turn.
+
+        ``seen``: the cached history the turn continued, extended by it.
+        """
+        items = _turn_items(question, answer)
+        ids = await self.client.add_conversation_items(conversation_id, items)
+        if seen is not None:
+            messages = [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ]
+            self.cache.extend(conversation_id, seen, messages, ids)
         await self.index.add_turn(conversation_id, turn)
 
     async def listed(self, owner: str) -> list[IndexedConversation]:
@@ -142,6 +185,7 @@ class ConversationStore:
 
     async def delete(self, conversation_id: str) -> None:
         """Delete the conversation from Llama Stack and the index."""
+        self.cache.drop(conversation_id)
         try:
             await self.client.delete_conversation(conversation_id)
         except NotFoundError as exc:
@@ -155,6 +199,57 @@ class ConversationStore:
         metadata["topic_summary"] = summary
         await self.client.update_conversation_metadata(conversation_id, metadata)
         await self.index.set_topic(conversation_id, summary)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A conversation about to get a turn: its id, history, and the cache entry it came from."""
+
+    conversation_id: str
+    history: list[dict[str, str]]
+    seen: CachedHistory | None
+
+
+def turns_of(items: list[JSON]) -> list[Turn]:
+    """Turns rebuilt from a conversation's items (see the module docstring), oldest first."""
+    turns: list[Turn] = []
+    for item in items:
+        kind = item.get("type")
+        if kind == "message" and item.get("role") == "user":
+            turns.append(Turn(messages=[{"content": _text(item), "type": "user"}]))
+            continue
+        if not turns:
+            turns.append(Turn())
+        if kind == "message" and item.get("role") in ("assistant", "system", "developer"):
+            waiting = next((t for t in turns if not t.answered), turns[-1])
+            waiting.messages.append({"content": _text(item), "type": item["role"]})
+            waiting.answered = waiting.answered or item["role"] == "assistant"
+        elif kind == "function_call":
+            turns[-1].tool_calls.append(_tool_call(item))
+        elif kind == "function_call_output":
+            turns[-1].tool_results.append(_tool_result(item))
+    return turns
+
+
+def _history(turns: list[Turn]) -> list[dict[str, str]]:
+    return [
+        {"role": message["type"], "content": message["content"]}
+        for turn in turns
+        for message in turn.messages
+    ]
+
+
+def _check_owner(conversation_id: str, recorded: str | None, owner: str) -> None:
+    """404 unless the conversation is ``owner``'s or has no owner."""
+    if recorded is not None and recorded != owner:
+        raise ConversationNotFoundError(conversation_id)
+
+
+def _turn_items(question: str, answer: str) -> list[JSON]:
+    return [
+        {"type": "message", "role": "user", "content": question},
+        {"type": "message", "role": "assistant", "content": answer},
+    ]
 
 
 def _text(item: JSON) -> str:

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the client holder, the conversation store, and the caller's principal."""
+"""FastAPI dependencies: the client holder, the conversation store, and the caller's principal.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
+a thread hop per request for reading an attribute.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ from llama_entra.stack import ClientHolder
 __all__ = ["ConversationsDep", "HolderDep", "authorized"]
 
 
-def get_holder(request: Request) -> ClientHolder:
+async def get_holder(request: Request) -> ClientHolder:
     """The client holder the lifespan built."""
     holder: ClientHolder = request.app.state.holder
     return holder
 
 
-def get_conversations(request: Request) -> ConversationStore:
+async def get_conversations(request: Request) -> ConversationStore:
     """The conversation store the lifespan built."""
     store: ConversationStore = request.app.state.conversations
     return store

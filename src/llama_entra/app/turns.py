@@ -17,9 +17,18 @@ from llama_entra.app.schemas import QueryRequest
 from llama_entra.conversation_index import IndexedTurn
 from llama_entra.conversations import ConversationStore
 from llama_entra.errors import LlamaEntraError
+from llama_entra.history_cache import CachedHistory
 from llama_entra.stack import ClientHolder, ModelInfo
 
-__all__ = ["PreparedTurn", "answer_text", "conversation_of", "finish", "prepare", "usage_tokens"]
+__all__ = [
+    "PreparedTurn",
+    "answer_text",
+    "conversation_of",
+    "discard",
+    "finish",
+    "prepare",
+    "usage_tokens",
+]
 
 logger = logging.getLogger(__name__)
 _TOPIC_PROMPT = (
@@ -39,6 +48,7 @@ class PreparedTurn:
     messages: list[dict[str, Any]]
     started_at: float = field(default_factory=time.time)
     new: bool = False
+    seen: CachedHistory | None = None  # the cached history this turn continues
 
 
 async def prepare(
@@ -46,37 +56,61 @@ async def prepare(
 ) -> PreparedTurn:
     """Model, conversation (404 if unknown or another caller's) and messages for ``body``."""
     model = await holder.resolve_model(body.model, body.provider)
-    conversation_id: str | None = None
-    history: list[dict[str, str]] = []
+    opened = None
     if body.conversation_id:
-        conversation_id = await store.open(body.conversation_id, owner)
-        history = await store.history(conversation_id)
+        opened = await store.open_with_history(body.conversation_id, owner)
+    history = opened.history if opened else []
     system = [{"role": "system", "content": body.system_prompt}] if body.system_prompt else []
     question = {"role": "user", "content": body.prompt()}
-    return PreparedTurn(body, owner, model, conversation_id, [*system, *history, question])
+    return PreparedTurn(
+        body,
+        owner,
+        model,
+        opened.conversation_id if opened else None,
+        [*system, *history, question],
+        seen=opened.seen if opened else None,
+    )
 
 
 async def conversation_of(store: ConversationStore, turn: PreparedTurn) -> str:
     """The turn's conversation, created now for a first question."""
     if turn.conversation_id is None:
-        turn.conversation_id = await store.create(turn.owner)
-        turn.new = True
+        opened = await store.create(turn.owner)
+        turn.conversation_id, turn.seen, turn.new = opened.conversation_id, opened.seen, True
     return turn.conversation_id
+
+
+async def discard(store: ConversationStore, turn: PreparedTurn) -> None:
+    """Best effort: delete the conversation made for a first question whose answer failed."""
+    if not turn.new or turn.conversation_id is None:
+        return
+    try:
+        await store.delete(turn.conversation_id)
+    except LlamaEntraError as exc:
+        logger.warning("could not delete the empty conversation %s: %s", turn.conversation_id, exc)
 
 
 async def finish(
     holder: ClientHolder, store: ConversationStore, turn: PreparedTurn, answer: str
 ) -> str:
-    """Record the turn; summarise a new conversation's topic when asked. Its conversation id."""
+    """Record the turn; summarise a new conversation's topic when asked. Its conversation id.
+
+    A first question that has no conversation yet (``/v1/query``) creates it with the turn in
+    one call, so the store never holds a conversation without its first turn.
+    """
     new = turn.conversation_id is None or turn.new
-    conversation_id = await conversation_of(store, turn)
     indexed = IndexedTurn(
         model=turn.model.id,
         provider=turn.model.provider_id,
         started_at=turn.started_at,
         completed_at=time.time(),
     )
-    await store.record_turn(conversation_id, turn.body.prompt(), answer, indexed)
+    question = turn.body.prompt()
+    if turn.conversation_id is None:
+        turn.conversation_id = await store.create_with_turn(turn.owner, question, answer, indexed)
+    else:
+        await store.record_turn(turn.conversation_id, question, answer, indexed, turn.seen)
+    conversation_id = turn.conversation_id
     if new and turn.body.generate_topic_summary is not False:
         await _summarise_topic(holder, store, turn, conversation_id)
     return conversation_id

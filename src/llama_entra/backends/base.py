@@ -67,6 +67,10 @@ class StackClient(Protocol):
     """Sees every error the client raises, after translation, and may replace it (the client
     holder turns a lost database into a 503 naming it)."""
 
+    strict_item_order: bool
+    """Whether a conversation's items come back exactly in the order they were added (OGX: a
+    per-conversation sequence; llama-stack 0.7.3: a timestamp in whole seconds, so no)."""
+
     @property
     def backend(self) -> Backend:
         """The backend this client belongs to."""
@@ -100,8 +104,10 @@ class StackClient(Protocol):
         """Return when the server answers its health call within ``seconds``."""
         ...
 
-    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
-        """A new, empty conversation with ``metadata``; its id."""
+    async def create_conversation(
+        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+    ) -> str:
+        """A new conversation with ``metadata`` and ``items`` (in the same call); its id."""
         ...
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
@@ -118,12 +124,16 @@ class StackClient(Protocol):
         """Every item of the conversation, oldest first, read page by page, as JSON."""
         ...
 
+    async def newest_item_ids(self, conversation_id: str, count: int) -> list[str]:
+        """Ids of the conversation's newest ``count`` items, oldest first (``NotFoundError``)."""
+        ...
+
     async def delete_conversation(self, conversation_id: str) -> None:
         """Delete a conversation."""
         ...
 
-    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
-        """Append items (in one call) to a conversation."""
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
+        """Append items (in one call) to a conversation; their ids, in order."""
         ...
 
     async def touch_inference_store(self) -> None:

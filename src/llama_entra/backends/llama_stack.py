@@ -26,6 +26,9 @@ from llama_entra.backends.base import (
     ListedProvider,
 )
 from llama_entra.backends.boundary import ErrorBoundary
+from llama_entra.backends.direct import DirectConversations
+from llama_entra.backends.direct_chat import DirectChat, StackInternals
+from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.errors import (
     LlamaEntraError,
@@ -35,6 +38,8 @@ from llama_entra.errors import (
 from llama_entra.upstream import body_message, translate_common, upstream_error
 
 __all__ = ["LlamaStackBackend"]
+
+_ALL_ITEMS = 1_000_000  # library mode: one read of a whole conversation
 
 
 def translate(exc: BaseException) -> LlamaEntraError:
@@ -59,14 +64,27 @@ def _split(method: Callable[..., Any], params: JSON) -> JSON:
 class LlamaStackClientAdapter(ErrorBoundary):
     """``StackClient`` over ``AsyncLlamaStackClient`` (or its in-process subclass)."""
 
-    def __init__(self, backend: Backend, client: AsyncLlamaStackClient, *, library: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        client: AsyncLlamaStackClient,
+        *,
+        library: bool,
+        direct: DirectConversations | None = None,
+        chat: DirectChat | None = None,
+    ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
+        self._direct = direct  # library mode: conversations without the HTTP emulation
+        self._chat = chat  # library mode: chat completions without it
+        self.strict_item_order = False  # items sort by a timestamp in whole seconds
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
         create = self.raw.chat.completions.create
         with self._translated():
+            if self._chat is not None:
+                return await self._chat.complete(params, headers)
             result = await create(**_split(create, params), extra_headers=dict(headers))
         return to_json(result)
 
@@ -75,6 +93,8 @@ class LlamaStackClientAdapter(ErrorBoundary):
         create = self.raw.chat.completions.create
         params = params | {"stream": True}
         with self._translated():
+            if self._chat is not None:
+                return self._json_stream(await self._chat.stream(params, headers))
             stream = await create(**_split(create, params), extra_headers=dict(headers))
         return self._json_stream(cast(AsyncIterator[Any], stream))
 
@@ -113,15 +133,24 @@ class LlamaStackClientAdapter(ErrorBoundary):
         with self._translated():
             await self.raw.with_options(timeout=seconds, max_retries=0).inspect.health()
 
-    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
+    async def create_conversation(
+        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+    ) -> str:
         """See ``StackClient``."""
         with self._translated():
-            conversation = await self.raw.conversations.create(metadata=dict(metadata or {}))
+            if self._direct is not None:
+                return await self._direct.create(metadata or {}, items)
+            extra: Any = {"items": items} if items else {}
+            conversation = await self.raw.conversations.create(
+                metadata=dict(metadata or {}), **extra
+            )
         return str(conversation.id)
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
         with self._translated():
+            if self._direct is not None:
+                return await self._direct.retrieve(conversation_id)
             return conversation_record(await self.raw.conversations.retrieve(conversation_id))
 
     async def update_conversation_metadata(
@@ -134,10 +163,14 @@ class LlamaStackClientAdapter(ErrorBoundary):
     async def conversation_items(self, conversation_id: str) -> list[JSON]:
         """See ``StackClient``.
 
-        llama-stack 0.7.3 ignores ``after`` and answers one page of at most 100 items (the
-        oldest), so that is what there is; the SDK's paginator stops after it.
+        llama-stack 0.7.3 ignores ``after`` and its server answers one page of at most 100 items
+        (the oldest), so that is what there is in service mode; the SDK's paginator stops after
+        it. In library mode the store reads every item anyway and takes any limit: all of them.
         """
         with self._translated():
+            if self._direct is not None:
+                page = await self._direct.items(conversation_id, order="asc", limit=_ALL_ITEMS)
+                return page.items
             pages = self.raw.conversations.items.list(conversation_id, order="asc", limit=100)
             return [to_json(item) async for item in pages]
 
@@ -146,10 +179,25 @@ class LlamaStackClientAdapter(ErrorBoundary):
         with self._translated():
             await self.raw.conversations.delete(conversation_id)
 
-    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+    async def newest_item_ids(self, conversation_id: str, count: int) -> list[str]:
         """See ``StackClient``."""
         with self._translated():
-            await self.raw.conversations.items.create(conversation_id, items=cast(Any, items))
+            if self._direct is not None:
+                return await self._direct.newest_ids(conversation_id, count)
+            page = await self.raw.conversations.items.list(
+                conversation_id, order="desc", limit=count
+            )
+            return [str(item.id) for item in reversed(page.data)]
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
+        """See ``StackClient``."""
+        with self._translated():
+            if self._direct is not None:
+                return await self._direct.add_items(conversation_id, items)
+            added = await self.raw.conversations.items.create(
+                conversation_id, items=cast(Any, items)
+            )
+        return [str(item.id) for item in added.data]
 
     async def touch_inference_store(self) -> None:
         """See ``StackClient``."""
@@ -180,11 +228,33 @@ class LlamaStackBackend:
 
     async def open_library(self, run_config: Path) -> LlamaStackClientAdapter:
         """See ``Backend``."""
+        import llama_stack_api.conversations
         from llama_stack.core.library_client import AsyncLlamaStackAsLibraryClient
+        from llama_stack.core.request_headers import (
+            PROVIDER_DATA_VAR,
+            request_provider_data_context,
+        )
+        from llama_stack.core.utils.context import preserve_contexts_async_generator
+        from llama_stack_api import Api
+        from llama_stack_api.inference import OpenAIChatCompletionRequestWithExtraBody
 
         client = AsyncLlamaStackAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
-        return LlamaStackClientAdapter(self, cast(AsyncLlamaStackClient, client), library=True)
+        impls = client.impls or {}
+        api = llama_stack_api.conversations
+        conversations = impls.get(Api.conversations)
+        direct = LlamaStackDirectConversations(conversations, api) if conversations else None
+        internals = StackInternals(
+            OpenAIChatCompletionRequestWithExtraBody,
+            request_provider_data_context,
+            preserve_contexts_async_generator,
+            PROVIDER_DATA_VAR,
+        )
+        inference = impls.get(Api.inference)
+        chat = DirectChat(inference, internals) if inference else None
+        return LlamaStackClientAdapter(
+            self, cast(AsyncLlamaStackClient, client), library=True, direct=direct, chat=chat
+        )
 
     def open_service(
         self, url: str, api_key: str | None, timeout: float

@@ -31,6 +31,9 @@ from llama_entra.backends.base import (
     ListedProvider,
 )
 from llama_entra.backends.boundary import ErrorBoundary
+from llama_entra.backends.direct import DirectConversations, ItemPage
+from llama_entra.backends.direct_chat import DirectChat, StackInternals
+from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.errors import (
     LlamaEntraError,
@@ -40,6 +43,8 @@ from llama_entra.errors import (
 from llama_entra.upstream import body_message, translate_common, upstream_error
 
 __all__ = ["OgxBackend"]
+
+_PAGE = 1000  # items per read in library mode (the store takes it; its docs say 1-100)
 
 # ogx-client's request models declare message content as a union that a plain string (valid
 # OpenAI input) does not match on serialisation; pydantic warns on every such call while the
@@ -80,6 +85,11 @@ def to_json(obj: Any) -> JSON:
     return dumped
 
 
+def _item_id(item: Any) -> str:
+    """The id of an item ogx-client returns (possibly inside a oneOf wrapper)."""
+    return str(getattr(getattr(item, "actual_instance", None) or item, "id", ""))
+
+
 def _nested(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
@@ -91,9 +101,20 @@ def _nested(value: Any) -> Any:
 class OgxClientAdapter(ErrorBoundary):
     """``StackClient`` over ``AsyncOgxClient`` (or OGX's in-process subclass)."""
 
-    def __init__(self, backend: Backend, client: AsyncOgxClient, *, library: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        client: AsyncOgxClient,
+        *,
+        library: bool,
+        direct: DirectConversations | None = None,
+        chat: DirectChat | None = None,
+    ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
+        self._direct = direct  # library mode: conversations without the HTTP emulation
+        self._chat = chat  # library mode: chat completions without it
+        self.strict_item_order = True  # a per-conversation sequence
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """``send()``, once more if the connection failed (no client retries in ogx-client)."""
@@ -111,13 +132,20 @@ class OgxClientAdapter(ErrorBoundary):
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
+        if self._chat is not None:
+            chat = self._chat
+            completion: JSON = await self._call(lambda: chat.complete(params, headers))
+            return completion
         create = self.raw.chat_completions.create
         return to_json(await self._call(lambda: create(**params, _headers=dict(headers))))
 
     async def chat_completion_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
         """See ``StackClient``."""
-        create = self.raw.chat_completions.create
         params = params | {"stream": True}
+        if self._chat is not None:
+            chat = self._chat
+            return self._json_stream(await self._call(lambda: chat.stream(params, headers)))
+        create = self.raw.chat_completions.create
         stream = await self._call(lambda: create(**params, _headers=dict(headers)))
         return self._json_stream(stream)
 
@@ -155,14 +183,24 @@ class OgxClientAdapter(ErrorBoundary):
         with self._translated():
             await self.raw.inspect.health(_request_timeout=seconds)
 
-    async def create_conversation(self, metadata: Mapping[str, str] | None = None) -> str:
+    async def create_conversation(
+        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+    ) -> str:
         """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            return str(await self._call(lambda: direct.create(metadata or {}, items)))
         create = self.raw.conversations.create
-        conversation = await self._call(lambda: create(metadata=dict(metadata or {})))
+        extra: JSON = {"items": items} if items else {}
+        conversation = await self._call(lambda: create(metadata=dict(metadata or {}), **extra))
         return str(conversation.id)
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            record: ConversationRecord = await self._call(lambda: direct.retrieve(conversation_id))
+            return record
         retrieve = self.raw.conversations.retrieve
         return conversation_record(await self._call(lambda: retrieve(conversation_id)))
 
@@ -175,6 +213,8 @@ class OgxClientAdapter(ErrorBoundary):
 
     async def conversation_items(self, conversation_id: str) -> list[JSON]:
         """See ``StackClient``: ogx-client returns one page per call, so follow ``last_id``."""
+        if self._direct is not None:
+            return await self._direct_items(self._direct, conversation_id)
         items: list[JSON] = []
         after: str | None = None
         while True:
@@ -190,13 +230,42 @@ class OgxClientAdapter(ErrorBoundary):
                 return items
             after = page.last_id
 
+    async def _direct_items(self, direct: DirectConversations, conversation_id: str) -> list[JSON]:
+        items: list[JSON] = []
+        while True:
+            after = str(items[-1]["id"]) if items else None
+
+            async def read(after: str | None = after) -> ItemPage:
+                return await direct.items(conversation_id, order="asc", limit=_PAGE, after=after)
+
+            page: ItemPage = await self._call(read)
+            items.extend(page.items)
+            if not page.has_more or not page.items:
+                return items
+
     async def delete_conversation(self, conversation_id: str) -> None:
         """See ``StackClient``."""
         await self._call(lambda: self.raw.conversations.delete(conversation_id))
 
-    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> None:
+    async def newest_item_ids(self, conversation_id: str, count: int) -> list[str]:
         """See ``StackClient``."""
-        await self._call(lambda: self.raw.items.create(conversation_id, items=items))
+        if self._direct is not None:
+            direct = self._direct
+            ids: list[str] = await self._call(lambda: direct.newest_ids(conversation_id, count))
+            return ids
+        page = await self._call(
+            lambda: self.raw.items.list(conversation_id, order="desc", limit=count)
+        )
+        return [_item_id(item) for item in reversed(page.data)]
+
+    async def add_conversation_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
+        """See ``StackClient``."""
+        if self._direct is not None:
+            direct = self._direct
+            added: list[str] = await self._call(lambda: direct.add_items(conversation_id, items))
+            return added
+        listed = await self._call(lambda: self.raw.items.create(conversation_id, items=items))
+        return [_item_id(item) for item in getattr(listed, "data", None) or []]
 
     async def touch_inference_store(self) -> None:
         """See ``StackClient``."""
@@ -233,11 +302,29 @@ class OgxBackend:
 
     async def open_library(self, run_config: Path) -> OgxClientAdapter:
         """See ``Backend``."""
+        import ogx_api.conversations
+        from ogx.core.conversations.conversations import ITEMS_TABLE
         from ogx.core.library_client import AsyncOGXAsLibraryClient
+        from ogx.core.request_headers import PROVIDER_DATA_VAR, request_provider_data_context
+        from ogx.core.utils.context import preserve_contexts_async_generator
+        from ogx_api import Api
+        from ogx_api.inference import OpenAIChatCompletionRequestWithExtraBody
 
         client = AsyncOGXAsLibraryClient(str(run_config), skip_logger_removal=True)
         await client.initialize()
-        return OgxClientAdapter(self, client, library=True)
+        impls = client.impls or {}
+        conversations = impls.get(Api.conversations)
+        api = ogx_api.conversations
+        direct = OgxDirectConversations(conversations, api, ITEMS_TABLE) if conversations else None
+        internals = StackInternals(
+            OpenAIChatCompletionRequestWithExtraBody,
+            request_provider_data_context,
+            preserve_contexts_async_generator,
+            PROVIDER_DATA_VAR,
+        )
+        inference = impls.get(Api.inference)
+        chat = DirectChat(inference, internals) if inference else None
+        return OgxClientAdapter(self, client, library=True, direct=direct, chat=chat)
 
     def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
         """See ``Backend``."""

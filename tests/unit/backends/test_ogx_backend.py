@@ -80,3 +80,23 @@ async def test_ogx_adapter_error_hook_sees_the_cause_and_may_replace_the_error()
     with pytest.raises(UpstreamUnavailableError, match="replaced"):
         await adapter.create_conversation()
     assert isinstance(seen[0], ConnectionRefusedError)
+
+
+async def test_ogx_adapter_service_mode_reads_newest_ids_and_returns_added_ids() -> None:
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    async def listed(conversation_id: str, **options: object) -> SimpleNamespace:
+        calls.append((conversation_id, options))
+        wrapped = SimpleNamespace(actual_instance=SimpleNamespace(id="msg_c"))  # a oneOf wrapper
+        return SimpleNamespace(data=[wrapped, SimpleNamespace(id="msg_b")])  # newest first
+
+    async def created(conversation_id: str, items: list[object]) -> SimpleNamespace:
+        return SimpleNamespace(data=[SimpleNamespace(id=f"msg_{n}") for n in range(len(items))])
+
+    raw = SimpleNamespace(items=SimpleNamespace(list=listed, create=created))
+    adapter = OgxClientAdapter(active_backend(), raw, library=False)  # type: ignore[arg-type]
+    assert adapter.strict_item_order
+    assert await adapter.newest_item_ids("conv_x", 2) == ["msg_b", "msg_c"]
+    assert calls == [("conv_x", {"order": "desc", "limit": 2})]
+    added = await adapter.add_conversation_items("conv_x", [{"role": "user"}, {"role": "x"}])
+    assert added == ["msg_0", "msg_1"]

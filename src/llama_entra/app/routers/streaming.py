@@ -13,6 +13,8 @@ failure before the answer starts is a plain HTTP error with a status a client ca
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -54,9 +56,19 @@ async def streaming_query(
     turn = await turns.prepare(holder, store, body, principal.name)
     params = {"messages": turn.messages, "stream_options": {"include_usage": True}}
     chunks = holder.chat_stream(turn.model, params)
+    # A new conversation's id (``start`` needs it) is made while the model starts answering;
+    # if the answer then fails, that conversation is deleted again.
+    created = asyncio.create_task(turns.conversation_of(store, turn))
     try:
         first = await anext(chunks, None)
-        conversation_id = await turns.conversation_of(store, turn)
+    except BaseException:
+        await chunks.aclose()
+        with contextlib.suppress(Exception):
+            await created
+        await turns.discard(store, turn)
+        raise
+    try:
+        conversation_id = await created
     except BaseException:
         await chunks.aclose()
         raise
@@ -90,9 +102,12 @@ class _Stream:
                         self.parts.append(text)
                         yield text
                 chunk = await anext(self.chunks, None)
-            await turns.finish(self.holder, self.store, self.turn, "".join(self.parts))
+        except LlamaEntraError:
+            await turns.discard(self.store, self.turn)
+            raise
         finally:
             await self.chunks.aclose()
+        await turns.finish(self.holder, self.store, self.turn, "".join(self.parts))
 
     async def events(self, request_id: str) -> AsyncIterator[dict[str, str]]:
         """The JSON event stream."""

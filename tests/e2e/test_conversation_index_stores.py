@@ -76,6 +76,14 @@ async def test_rows_turns_topics_and_removal(index: ConversationIndex) -> None:
     assert [c.id for c in await index.of_owner("alice")] == ["conv_b"]
 
 
+async def test_a_conversation_added_with_its_first_turn(index: ConversationIndex) -> None:
+    await index.add("conv_t", "alice", 10.0, first_turn=_turn("azure/m", 11.0))
+    await index.add("conv_t", "alice", 10.0)  # again, without a turn: nothing changes
+    row = await index.get("conv_t")
+    assert row is not None and (row.message_count, row.last_used_model) == (1, "azure/m")
+    assert [t.started_at for t in await index.turns("conv_t")] == [11.0]
+
+
 async def test_replicas_share_one_postgres_index_and_never_lose_a_turn(
     postgres: PostgresServer, postgres_db: str
 ) -> None:

@@ -1,0 +1,251 @@
+"""Benchmark (``make bench``): the query path against one model call, same run (issue 19).
+
+One library-mode service against the emulator, and in this process the same backend's library
+client on the same run config. Each round times, in a rotating order so drift hits all alike:
+
+- a direct pooled call to the emulator (the upstream alone);
+- the same chat completion made in-process to Llama Stack's library client;
+- ``/v1/chat/completions`` through llama-entra, plain and streamed (to ``[DONE]``);
+- ``/v1/query`` and ``/v1/streaming_query`` (to ``end``), new and continued conversations
+  (a continued one has 1-9 turns of history);
+- ``/v1/query`` continuing a long conversation (``BENCH_LONG_TURNS`` turns, growing by one a
+  round) and ``/v1/chat/completions`` with exactly the messages that query sends the model.
+
+New conversations are asked with ``generate_topic_summary: false``: a summary is a second model
+call, not bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llama_entra.backends import StackClient, active_backend
+from llama_entra.config import load_config
+from llama_entra.stack_client import start_stack
+from support.bench import Summary, report, summarize
+from support.emulator import EmulatorHandle
+from support.service import ServiceHandle, service_config, stack_environment, start_service
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
+LONG_TURNS = int(os.environ.get("BENCH_LONG_TURNS", "60"))
+_CONTINUED_RESTART = 10  # a new short conversation every N rounds
+JSON = dict[str, Any]
+
+
+class _Calls:
+    """Every timed call of one round, sharing one HTTP client (pooled, sync: cheapest)."""
+
+    def __init__(
+        self, emulator: EmulatorHandle, service: ServiceHandle, library: StackClient, token: str
+    ) -> None:
+        self.emulator = emulator
+        self.service = service
+        self.library = library
+        self.model = f"azure/{emulator.model}"
+        self.http = httpx.Client(timeout=30)
+        self.upstream = httpx.Client(
+            timeout=30,
+            verify=str(emulator.ca_path),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        provider_data = {"azure_api_key": token, "azure_api_base": emulator.azure_base_url}
+        self.headers = {active_backend().provider_data_header: json.dumps(provider_data)}
+        self.short: str | None = None
+        self.long: str | None = None
+        self.long_messages: list[JSON] = []
+
+    def close(self) -> None:
+        self.http.close()
+        self.upstream.close()
+
+    def _messages(self, text: str) -> list[JSON]:
+        return [{"role": "user", "content": text}]
+
+    async def direct(self, text: str) -> None:
+        body = {"model": self.emulator.model, "messages": self._messages(text)}
+        url = f"{self.emulator.azure_base_url}/chat/completions"
+        response = self.upstream.post(url, json=body)
+        assert response.status_code == 200, response.text
+
+    async def in_process(self, text: str) -> None:
+        raw: Any = getattr(self.library, "raw")  # noqa: B009 - the adapter's own client
+        messages = self._messages(text)
+        if active_backend().name == "ogx":
+            result = await raw.chat_completions.create(
+                model=self.model, messages=messages, _headers=self.headers
+            )
+        else:
+            result = await raw.chat.completions.create(
+                model=self.model, messages=messages, extra_headers=self.headers
+            )
+        assert result.choices[0].message.content
+
+    async def chat(self, text: str, messages: list[JSON] | None = None) -> None:
+        body = {"model": self.model, "messages": messages or self._messages(text)}
+        response = self.http.post(f"{self.service.url}/v1/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+
+    async def chat_stream(self, text: str) -> None:
+        body = {"model": self.model, "messages": self._messages(text), "stream": True}
+        url = f"{self.service.url}/v1/chat/completions"
+        with self.http.stream("POST", url, json=body) as response:
+            assert response.status_code == 200
+            last = ""
+            for line in response.iter_lines():
+                last = line or last
+        assert last == "data: [DONE]", last
+
+    def _query(self, body: JSON) -> JSON:
+        response = self.http.post(f"{self.service.url}/v1/query", json=body)
+        assert response.status_code == 200, response.text
+        answer: JSON = response.json()
+        return answer
+
+    def _stream_to_end(self, body: JSON) -> None:
+        url = f"{self.service.url}/v1/streaming_query"
+        with self.http.stream("POST", url, json=body) as response:
+            assert response.status_code == 200, response.read()
+            for line in response.iter_lines():
+                if line.startswith("data: ") and '"event": "end"' in line:
+                    return
+        raise AssertionError("no end event")
+
+    async def query_new(self, text: str) -> None:
+        self._query({"query": text, "generate_topic_summary": False})
+
+    async def query_continued(self, text: str) -> None:
+        self._query({"query": text, "conversation_id": self.short})
+
+    async def stream_new(self, text: str) -> None:
+        self._stream_to_end({"query": text, "generate_topic_summary": False})
+
+    async def stream_continued(self, text: str) -> None:
+        self._stream_to_end({"query": text, "conversation_id": self.short})
+
+    async def query_long(self, text: str) -> None:
+        answer = self._query({"query": text, "conversation_id": self.long})
+        self.long_messages += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": answer["response"]},
+        ]
+
+    async def chat_long(self, text: str) -> None:
+        await self.chat(text, [*self.long_messages, {"role": "user", "content": text}])
+
+    def new_short_conversation(self) -> None:
+        body = {"query": "start", "generate_topic_summary": False}
+        self.short = self._query(body)["conversation_id"]
+
+    def new_long_conversation(self, turns: int) -> None:
+        body: JSON = {"query": "turn 0", "generate_topic_summary": False}
+        answer = self._query(body)
+        self.long = answer["conversation_id"]
+        self.long_messages = [
+            {"role": "user", "content": "turn 0"},
+            {"role": "assistant", "content": answer["response"]},
+        ]
+        for n in range(1, turns):
+            answer = self._query({"query": f"turn {n}", "conversation_id": self.long})
+            self.long_messages += [
+                {"role": "user", "content": f"turn {n}"},
+                {"role": "assistant", "content": answer["response"]},
+            ]
+
+
+_SERIES: dict[str, str] = {
+    "direct": "direct pooled call to the emulator",
+    "in_process": "in-process library client chat completion",
+    "chat": "/v1/chat/completions",
+    "chat_stream": "/v1/chat/completions stream, to [DONE]",
+    "query_new": "/v1/query, new conversation",
+    "query_continued": "/v1/query, continued (1-9 turns)",
+    "stream_new": "/v1/streaming_query, new, to end",
+    "stream_continued": "/v1/streaming_query, continued, to end",
+    "chat_long": "/v1/chat/completions, the long history",
+    "query_long": f"/v1/query, continued ({LONG_TURNS}+ turns)",
+}
+
+
+async def _measure(calls: _Calls) -> dict[str, list[float]]:
+    loop = asyncio.get_running_loop()
+    timed: dict[str, Callable[[str], Awaitable[None]]] = {
+        name: getattr(calls, name) for name in _SERIES
+    }
+    samples: dict[str, list[float]] = {name: [] for name in _SERIES}
+    calls.new_short_conversation()
+    calls.new_long_conversation(LONG_TURNS)
+    names = list(_SERIES)
+    for n in range(-20, ROUNDS):  # 20 rounds of warm-up
+        if n % _CONTINUED_RESTART == 0:
+            calls.new_short_conversation()
+        shift = n % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = loop.time()
+            await timed[name](f"round {n}")
+            if n >= 0:
+                samples[name].append(loop.time() - started)
+    return samples
+
+
+def _ratio(a: Summary, b: Summary) -> float:
+    return round(a.median_ms / b.median_ms, 3)
+
+
+# The in-process stack's Azure provider builds an HTTP client per call and leaves closing it to
+# the garbage collector (in the service too); pytest would report each as an error here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_bench_query_path_against_one_model_call(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Medians of the query path and its baselines, same run; the issue's goals as ratios."""
+    served = tmp_path / "served"
+    served.mkdir()
+    quiet = {"service": {"state_dir": str(served / "state"), "log_level": "warning"}}
+    path = service_config(served, emulator, extra=quiet)
+    inproc = tmp_path / "in-process"
+    inproc.mkdir()
+    inproc_config = service_config(inproc, emulator)
+    for key, value in stack_environment(emulator, inproc / "state").items():
+        monkeypatch.setenv(key, value)
+    token = emulator.access_token()
+
+    async def run(service: ServiceHandle) -> dict[str, list[float]]:
+        library = await start_stack(load_config(inproc_config), None)
+        calls = _Calls(emulator, service, library, token)
+        try:
+            return await _measure(calls)
+        finally:
+            calls.close()
+            await library.aclose()
+
+    with start_service(path, stack_environment(emulator, served / "state")) as service:
+        samples = asyncio.run(run(service))
+    s = {name: summarize(label, samples[name]) for name, label in _SERIES.items()}
+    goals = {
+        "query_new / chat": (_ratio(s["query_new"], s["chat"]), 1.3),
+        "query_continued / chat": (_ratio(s["query_continued"], s["chat"]), 1.3),
+        "stream_new / chat_stream": (_ratio(s["stream_new"], s["chat_stream"]), 1.3),
+        "stream_continued / chat_stream": (_ratio(s["stream_continued"], s["chat_stream"]), 1.3),
+        "query_long / chat_long": (_ratio(s["query_long"], s["chat_long"]), 1.3),
+        "chat / in_process": (_ratio(s["chat"], s["in_process"]), 1.15),
+    }
+    if active_backend().name == "ogx":
+        goals["chat / direct"] = (_ratio(s["chat"], s["direct"]), 5.0)
+    results: dict[str, Any] = {
+        name: {"ratio": ratio, "goal": f"<= {goal}", "met": ratio <= goal}
+        for name, (ratio, goal) in goals.items()
+    }
+    results["query_long / query_continued (history growth, information)"] = _ratio(
+        s["query_long"], s["query_continued"]
+    )
+    results["in_process / direct (information)"] = _ratio(s["in_process"], s["direct"])
+    results["goal_met"] = all(r["met"] for r in results.values() if isinstance(r, dict))
+    report("query-path", list(s.values()), results)
