@@ -9,13 +9,19 @@ Anything else is malformed, and no call reaches Llama Stack or Azure for it.
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 
 from llama_entra.errors import InvalidInputError
 
-__all__ = ["llama_stack_id", "valid_conversation_id"]
+__all__ = ["llama_stack_id", "new_conversation_id", "valid_conversation_id"]
 
 _HEX48 = re.compile(r"^(conv_)?([0-9a-fA-F]{48})$")
+
+
+def new_conversation_id() -> str:
+    """A fresh id in Llama Stack's own format (``conv_`` + 24 random bytes as hex)."""
+    return f"conv_{secrets.token_bytes(24).hex()}"
 
 
 def valid_conversation_id(raw: str) -> bool:

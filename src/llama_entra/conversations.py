@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llama_entra.backends import StackClient
-from llama_entra.conversation_ids import llama_stack_id
+from llama_entra.conversation_ids import llama_stack_id, new_conversation_id
 from llama_entra.conversation_index import ConversationIndex, IndexedConversation, IndexedTurn
 from llama_entra.errors import ConversationNotFoundError, NotFoundError
 from llama_entra.history_cache import CachedHistory, HistoryCache
@@ -71,12 +71,23 @@ class ConversationStore:
         await self.index.add(conversation_id, owner, time.time())
         return Opened(conversation_id, [], None)
 
+    def reserve_id(self) -> str | None:
+        """An id for a conversation to be written later with its first turn, where the client
+        takes ids from the caller (library mode); else None (create it now instead)."""
+        return new_conversation_id() if self.client.chooses_conversation_ids else None
+
     async def create_with_turn(
-        self, owner: str, question: str, answer: str, turn: IndexedTurn
+        self,
+        owner: str,
+        question: str,
+        answer: str,
+        turn: IndexedTurn,
+        conversation_id: str | None = None,
     ) -> str:
-        """A new conversation of ``owner`` holding its first turn: one Llama Stack call."""
+        """A new conversation of ``owner`` holding its first turn: one Llama Stack call (one
+        transaction in library mode), under ``conversation_id`` when given (``reserve_id``)."""
         conversation_id = await self.client.create_conversation(
-            {OWNER_KEY: owner}, _turn_items(question, answer)
+            {OWNER_KEY: owner}, _turn_items(question, answer), conversation_id
         )
         await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
         return conversation_id

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,36 @@ def test_a_failed_model_call_stores_nothing(service: ServiceHandle) -> None:
     # The conversation still takes turns, and its history holds only what was answered.
     after = _answered(service, "next", conversation_id=conversation)
     assert after["input_tokens"] == _tokens(["kept"], "next")
+
+
+def test_a_new_streamed_conversation_is_written_whole_or_not_at_all(
+    service: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    """Library mode reserves the id for ``start`` and writes the conversation with its turn:
+    until the answer ends it is unknown, and a caller hanging up mid-answer leaves nothing."""
+    before = _listed(service)
+    body = {"query": "please answer slowly", "generate_topic_summary": False}
+    fresh_emulator.set_stream_delay(0.25)  # a chunk per word: about 1 s for the whole answer
+    try:
+        url = f"{service.url}/v1/streaming_query"
+        with httpx.stream("POST", url, json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            events = (json.loads(line[6:]) for line in lines if line.startswith("data: "))
+            start = next(events)
+            conversation = start["data"]["conversation_id"]
+            assert next(events)["event"] == "token"
+            unknown = httpx.get(f"{service.url}/v1/conversations/{conversation}", timeout=30)
+            assert unknown.status_code == 404, unknown.text  # not yet answered: not yet stored
+        time.sleep(2.0)  # well past the time the whole answer would have taken
+    finally:
+        fresh_emulator.set_stream_delay(0)
+    assert _listed(service) == before
+    gone = httpx.get(f"{service.url}/v1/conversations/{conversation}", timeout=30)
+    assert gone.status_code == 404, gone.text
+    status, events = _streamed(service, "and this one is read to the end")
+    assert status == 200 and events[-1]["event"] == "end", events
+    kept = events[0]["data"]["conversation_id"]
+    assert _turns(service, kept) == [_turn("and this one is read to the end")]
 
 
 def test_a_long_conversation_reaches_the_model_whole(service: ServiceHandle) -> None:

@@ -29,6 +29,7 @@ class _Store:
 
     def __init__(self, *, strict: bool = True, gone_is_empty: bool = False) -> None:
         self.strict_item_order = strict
+        self.chooses_conversation_ids = False
         self.gone_is_empty = gone_is_empty  # a store-level read (OGX) sees no items, no error
         self.items: dict[str, list[dict[str, Any]]] = {}
         self.metadata: dict[str, dict[str, str]] = {}
@@ -42,8 +43,12 @@ class _Store:
         return item_id
 
     async def create_conversation(
-        self, metadata: Mapping[str, str] | None = None, items: list[dict[str, Any]] | None = None
+        self,
+        metadata: Mapping[str, str] | None = None,
+        items: list[dict[str, Any]] | None = None,
+        conversation_id: str | None = None,
     ) -> str:
+        assert conversation_id is None
         self.calls.append("create")
         self.items[_CONVERSATION] = []
         self.metadata[_CONVERSATION] = dict(metadata or {})

@@ -48,6 +48,7 @@ class PreparedTurn:
     messages: list[dict[str, Any]]
     started_at: float = field(default_factory=time.time)
     new: bool = False
+    unwritten: bool = False  # the id is reserved; the conversation is written with the turn
     seen: CachedHistory | None = None  # the cached history this turn continues
 
 
@@ -73,8 +74,18 @@ async def prepare(
 
 
 async def conversation_of(store: ConversationStore, turn: PreparedTurn) -> str:
-    """The turn's conversation, created now for a first question."""
+    """The turn's conversation id, for a first question before it is answered.
+
+    Where the store takes ids from llama-entra (library mode) the id is only reserved: the
+    conversation is written with its first turn, so an answer that fails or is abandoned
+    leaves nothing behind. Elsewhere the conversation is created now (and ``discard`` deletes
+    it if the answer fails).
+    """
     if turn.conversation_id is None:
+        reserved = store.reserve_id()
+        if reserved is not None:
+            turn.conversation_id, turn.new, turn.unwritten = reserved, True, True
+            return reserved
         opened = await store.create(turn.owner)
         turn.conversation_id, turn.seen, turn.new = opened.conversation_id, opened.seen, True
     return turn.conversation_id
@@ -82,7 +93,7 @@ async def conversation_of(store: ConversationStore, turn: PreparedTurn) -> str:
 
 async def discard(store: ConversationStore, turn: PreparedTurn) -> None:
     """Best effort: delete the conversation made for a first question whose answer failed."""
-    if not turn.new or turn.conversation_id is None:
+    if not turn.new or turn.conversation_id is None or turn.unwritten:
         return
     try:
         await store.delete(turn.conversation_id)
@@ -95,8 +106,9 @@ async def finish(
 ) -> str:
     """Record the turn; summarise a new conversation's topic when asked. Its conversation id.
 
-    A first question that has no conversation yet (``/v1/query``) creates it with the turn in
-    one call, so the store never holds a conversation without its first turn.
+    A first question whose conversation is not written yet (``/v1/query``; a reserved id)
+    creates it with the turn in one call, so the store never holds a conversation without its
+    first turn.
     """
     new = turn.conversation_id is None or turn.new
     indexed = IndexedTurn(
@@ -106,8 +118,11 @@ async def finish(
         completed_at=time.time(),
     )
     question = turn.body.prompt()
-    if turn.conversation_id is None:
-        turn.conversation_id = await store.create_with_turn(turn.owner, question, answer, indexed)
+    if turn.conversation_id is None or turn.unwritten:
+        turn.conversation_id = await store.create_with_turn(
+            turn.owner, question, answer, indexed, turn.conversation_id
+        )
+        turn.unwritten = False
     else:
         await store.record_turn(turn.conversation_id, question, answer, indexed, turn.seen)
     conversation_id = turn.conversation_id

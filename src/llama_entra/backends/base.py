@@ -71,6 +71,10 @@ class StackClient(Protocol):
     """Whether a conversation's items come back exactly in the order they were added (OGX: a
     per-conversation sequence; llama-stack 0.7.3: a timestamp in whole seconds, so no)."""
 
+    chooses_conversation_ids: bool
+    """Whether ``create_conversation`` takes the new conversation's id from the caller
+    (library mode, which writes the store itself; a Llama Stack server always mints it)."""
+
     @property
     def backend(self) -> Backend:
         """The backend this client belongs to."""
@@ -105,9 +109,16 @@ class StackClient(Protocol):
         ...
 
     async def create_conversation(
-        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+        self,
+        metadata: Mapping[str, str] | None = None,
+        items: list[JSON] | None = None,
+        conversation_id: str | None = None,
     ) -> str:
-        """A new conversation with ``metadata`` and ``items`` (in the same call); its id."""
+        """A new conversation with ``metadata`` and ``items`` (in the same call); its id.
+
+        ``conversation_id`` (from ``new_conversation_id``) only where
+        ``chooses_conversation_ids``; elsewhere it is a ``ValueError``.
+        """
         ...
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:

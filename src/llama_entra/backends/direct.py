@@ -10,20 +10,29 @@ Here the service's own request models go straight to the implementation: the sam
 the route would run, with the same validation and the same exceptions (the library client
 passes them through unchanged, so the adapters' error boundary translates them alike).
 
+A new conversation is written in one transaction, its row and its first items together
+(``store_transaction``), under an id the caller may choose: a streamed first answer names its
+conversation in its first event and writes it, whole, only once the answer is complete.
+
 llama-stack 0.7.3 (``llama_stack_api.conversations``) and OGX (``ogx_api.conversations``)
 share these names and signatures; the adapter hands in its backend's module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 from llama_entra.backends.base import JSON, ConversationRecord
 from llama_entra.backends.records import conversation_record
+from llama_entra.backends.store_transaction import insert_together
+from llama_entra.conversation_ids import new_conversation_id
 
-__all__ = ["DirectConversations", "ItemPage"]
+__all__ = ["CONVERSATIONS_TABLE", "DirectConversations", "ItemPage"]
+
+CONVERSATIONS_TABLE = "openai_conversations"  # the same in llama-stack 0.7.3 and OGX
 
 
 class ItemPage:
@@ -39,15 +48,35 @@ class ItemPage:
 class DirectConversations:
     """Create, read and append to conversations without the library client's HTTP emulation."""
 
-    def __init__(self, impl: Any, api: ModuleType) -> None:
+    def __init__(self, impl: Any, api: ModuleType, items_table: str) -> None:
         self._impl = impl
         self._api = api
+        self._items_table = items_table
 
-    async def create(self, metadata: Mapping[str, str], items: list[JSON] | None) -> str:
-        """A new conversation (with ``items``, in the same call); its id."""
+    async def create(
+        self,
+        metadata: Mapping[str, str],
+        items: list[JSON] | None,
+        conversation_id: str | None = None,
+    ) -> str:
+        """A new conversation with ``items``, in one transaction; its id (``conversation_id``
+        when given)."""
         request = self._api.CreateConversationRequest(metadata=dict(metadata), items=items)
-        conversation = await self._impl.create_conversation(request)
-        return str(conversation.id)
+        conversation_id = conversation_id or new_conversation_id()
+        created_at = int(time.time())
+        row = {"id": conversation_id, "created_at": created_at, "metadata": request.metadata}
+        records = await self._item_records(conversation_id, request.items or [], created_at)
+        writes: list[tuple[str, Any]] = [(CONVERSATIONS_TABLE, row)]
+        if records:
+            writes.append((self._items_table, records))
+        await insert_together(self._impl.sql_store, writes)
+        return conversation_id
+
+    async def _item_records(
+        self, conversation_id: str, items: Sequence[Any], created_at: int
+    ) -> list[JSON]:
+        """The item rows of a new conversation, built the way the backend builds them."""
+        raise NotImplementedError
 
     async def retrieve(self, conversation_id: str) -> ConversationRecord:
         """One conversation (the backend's not-found error if unknown)."""

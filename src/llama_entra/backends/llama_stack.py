@@ -78,6 +78,7 @@ class LlamaStackClientAdapter(ErrorBoundary):
         self._direct = direct  # library mode: conversations without the HTTP emulation
         self._chat = chat  # library mode: chat completions without it
         self.strict_item_order = False  # items sort by a timestamp in whole seconds
+        self.chooses_conversation_ids = direct is not None
 
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
@@ -134,12 +135,17 @@ class LlamaStackClientAdapter(ErrorBoundary):
             await self.raw.with_options(timeout=seconds, max_retries=0).inspect.health()
 
     async def create_conversation(
-        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+        self,
+        metadata: Mapping[str, str] | None = None,
+        items: list[JSON] | None = None,
+        conversation_id: str | None = None,
     ) -> str:
         """See ``StackClient``."""
+        if conversation_id is not None and self._direct is None:
+            raise ValueError("a Llama Stack server mints its conversation ids")
         with self._translated():
             if self._direct is not None:
-                return await self._direct.create(metadata or {}, items)
+                return await self._direct.create(metadata or {}, items, conversation_id)
             extra: Any = {"items": items} if items else {}
             conversation = await self.raw.conversations.create(
                 metadata=dict(metadata or {}), **extra

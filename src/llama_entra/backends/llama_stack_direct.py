@@ -24,38 +24,48 @@ OGX already writes a call's items in one insert and pages its reads in SQL.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from llama_entra.backends.base import JSON
 from llama_entra.backends.direct import DirectConversations, ItemPage
 
-__all__ = ["LlamaStackDirectConversations"]
+__all__ = ["ITEMS_TABLE", "LlamaStackDirectConversations"]
 
-_ITEMS_TABLE = "conversation_items"
+ITEMS_TABLE = "conversation_items"
 
 
 class LlamaStackDirectConversations(DirectConversations):
     """``DirectConversations`` writing and reading item rows itself (see the module docstring)."""
 
+    def __init__(self, impl: Any, api: Any) -> None:
+        super().__init__(impl, api, ITEMS_TABLE)
+
+    async def _item_records(
+        self, conversation_id: str, items: Sequence[Any], created_at: int
+    ) -> list[JSON]:
+        """Rows as 0.7.3 writes them, ``created_at`` one second apart to keep their order."""
+        impl: Any = self._impl
+        records: list[JSON] = []
+        for offset, item in enumerate(items):
+            item_dict = item.model_dump()
+            records.append(
+                {
+                    "id": impl._get_or_generate_item_id(item, item_dict),
+                    "conversation_id": conversation_id,
+                    "created_at": created_at + offset,
+                    "item_data": item_dict,
+                }
+            )
+        return records
+
     async def add_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
         """Append ``items`` in one transaction; their ids."""
         impl: Any = self._impl
         request = self._api.AddItemsRequest(items=items)
-        base_time = int(time.time())
-        records: list[JSON] = []
-        for offset, item in enumerate(request.items):
-            item_dict = item.model_dump()
-            item_id = impl._get_or_generate_item_id(item, item_dict)
-            records.append(
-                {
-                    "id": item_id,
-                    "conversation_id": conversation_id,
-                    "created_at": base_time + offset,
-                    "item_data": item_dict,
-                }
-            )
+        records = await self._item_records(conversation_id, request.items, int(time.time()))
         if records:
-            await impl.sql_store.insert(table=_ITEMS_TABLE, data=records)
+            await impl.sql_store.insert(table=ITEMS_TABLE, data=records)
         return [str(record["id"]) for record in records]
 
     async def items(
@@ -66,7 +76,7 @@ class LlamaStackDirectConversations(DirectConversations):
         impl: Any = self._impl
         rows = (
             await impl.sql_store.fetch_all(
-                table=_ITEMS_TABLE, where={"conversation_id": conversation_id}
+                table=ITEMS_TABLE, where={"conversation_id": conversation_id}
             )
         ).data
         rows.sort(key=lambda row: row["created_at"], reverse=order != "asc")

@@ -115,6 +115,7 @@ class OgxClientAdapter(ErrorBoundary):
         self._direct = direct  # library mode: conversations without the HTTP emulation
         self._chat = chat  # library mode: chat completions without it
         self.strict_item_order = True  # a per-conversation sequence
+        self.chooses_conversation_ids = direct is not None
 
     async def _call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """``send()``, once more if the connection failed (no client retries in ogx-client)."""
@@ -184,12 +185,19 @@ class OgxClientAdapter(ErrorBoundary):
             await self.raw.inspect.health(_request_timeout=seconds)
 
     async def create_conversation(
-        self, metadata: Mapping[str, str] | None = None, items: list[JSON] | None = None
+        self,
+        metadata: Mapping[str, str] | None = None,
+        items: list[JSON] | None = None,
+        conversation_id: str | None = None,
     ) -> str:
         """See ``StackClient``."""
+        if conversation_id is not None and self._direct is None:
+            raise ValueError("a Llama Stack server mints its conversation ids")
         if self._direct is not None:
             direct = self._direct
-            return str(await self._call(lambda: direct.create(metadata or {}, items)))
+            return str(
+                await self._call(lambda: direct.create(metadata or {}, items, conversation_id))
+            )
         create = self.raw.conversations.create
         extra: JSON = {"items": items} if items else {}
         conversation = await self._call(lambda: create(metadata=dict(metadata or {}), **extra))

@@ -1,4 +1,4 @@
-"""OGX 1.x, library mode: the two conversation calls of a continued query, at the store.
+"""OGX 1.x, library mode: the conversation calls of a query, at the store.
 
 A query that continues a conversation confirms its cached history (``history_cache``) and
 then appends a turn. Through OGX's service each of those first reads the conversation row and
@@ -9,10 +9,12 @@ one small indexed read or one insert. Here:
   not read the conversation row: OGX deletes a conversation's items with it, and the cache
   never holds a conversation without items, so a deleted conversation shows as a changed tail
   and is read again in full (where the missing row is a 404).
-- ``add_items`` runs OGX's own steps (next ``sort_order``, its record builder, one insert)
-  without re-reading the conversation (``open_with_history`` has just read it; that was never
-  atomic with the write, so the outcome of a concurrent delete is as before) and without
-  building the answer list nobody reads.
+- ``add_items`` builds the rows with OGX's own record builder and reads the next
+  ``sort_order`` and inserts in one transaction (OGX: two), without re-reading the
+  conversation (``open_with_history`` has just read it; that was never atomic with the write,
+  so the outcome of a concurrent delete is as before) and without building the answer list
+  nobody reads.
+- ``create`` (see ``direct``) writes a new conversation's row and items in one transaction.
 
 These are OGX's private helpers and its items table (``ITEMS_TABLE``, handed in by the
 backend), pinned by ``uv.lock`` (ogx 1.5); the end-to-end suite runs through them.
@@ -21,10 +23,14 @@ backend), pinned by ``uv.lock`` (ogx 1.5); the end-to-end suite runs through the
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy import func, select
 
 from llama_entra.backends.base import JSON
 from llama_entra.backends.direct import DirectConversations
+from llama_entra.backends.store_transaction import store_transaction
 
 __all__ = ["OgxDirectConversations"]
 
@@ -32,9 +38,15 @@ __all__ = ["OgxDirectConversations"]
 class OgxDirectConversations(DirectConversations):
     """``DirectConversations`` with the store-level steps above."""
 
-    def __init__(self, impl: Any, api: Any, items_table: str) -> None:
-        super().__init__(impl, api)
-        self._items_table = items_table
+    async def _item_records(
+        self, conversation_id: str, items: Sequence[Any], created_at: int
+    ) -> list[JSON]:
+        """Rows as OGX's ``create_conversation`` builds them (sort order from 0)."""
+        impl: Any = self._impl
+        records: list[JSON] = await impl._resolve_item_records(
+            conversation_id, items, created_at, 0
+        )
+        return records
 
     async def newest_ids(self, conversation_id: str, count: int) -> list[str]:
         """Ids of the newest ``count`` items, oldest first."""
@@ -48,13 +60,21 @@ class OgxDirectConversations(DirectConversations):
         return [str(row["id"]) for row in reversed(result.data)]
 
     async def add_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
-        """Append ``items`` in one insert; their ids."""
+        """Append ``items`` after the newest one: the read and the insert in one transaction."""
         impl: Any = self._impl
         request = self._api.AddItemsRequest(items=items)
-        base_sort_order = await impl._next_sort_order(conversation_id)
-        records = await impl._resolve_item_records(
-            conversation_id, request.items, int(time.time()), base_sort_order
-        )
-        if records:
-            await impl.sql_store.insert(table=self._items_table, data=records)
+        records = await self._item_records(conversation_id, request.items, int(time.time()))
+        if not records:
+            return []
+        async with store_transaction(impl.sql_store) as transaction:
+            table = transaction.table(self._items_table)
+            newest = await transaction.scalar(
+                select(func.max(table.c.sort_order)).where(
+                    table.c.conversation_id == conversation_id
+                )
+            )
+            first = 0 if newest is None else int(newest) + 1
+            for offset, record in enumerate(records):
+                record["sort_order"] = first + offset
+            await transaction.insert(self._items_table, records)
         return [str(record["id"]) for record in records]

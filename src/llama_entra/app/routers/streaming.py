@@ -56,8 +56,9 @@ async def streaming_query(
     turn = await turns.prepare(holder, store, body, principal.name)
     params = {"messages": turn.messages, "stream_options": {"include_usage": True}}
     chunks = holder.chat_stream(turn.model, params)
-    # A new conversation's id (``start`` needs it) is made while the model starts answering;
-    # if the answer then fails, that conversation is deleted again.
+    # A new conversation's id (``start`` needs it): reserved in library mode (the conversation
+    # is written with its turn once the answer is complete); a Llama Stack server's is made
+    # while the model starts answering, and deleted again if the answer fails.
     created = asyncio.create_task(turns.conversation_of(store, turn))
     try:
         first = await anext(chunks, None)
