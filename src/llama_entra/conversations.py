@@ -107,8 +107,8 @@ class ConversationStore:
         """``owner``'s conversation ``raw_id`` and its history, to continue it (else 404).
 
         From the cache when the store confirms it (one small read; see ``history_cache``),
-        else the owner check and the full read at once. Another caller's history is read and
-        dropped, never returned.
+        else the owner (``_owner_and_items``) and the full read at once. Another caller's
+        history is read and dropped, never returned.
         """
         conversation_id = llama_stack_id(raw_id)
         if conversation_id is None:
@@ -124,25 +124,42 @@ class ConversationStore:
             if tuple(tail) == cached.tail:
                 _check_owner(conversation_id, cached.owner, owner)
                 return Opened(conversation_id, list(cached.messages), cached)
-        metadata, items = await asyncio.gather(
-            self.metadata(conversation_id),
-            client.conversation_items(conversation_id),
-            return_exceptions=True,
-        )
-        if isinstance(metadata, BaseException):
+        try:
+            recorded, items = await self._owner_and_items(conversation_id)
+        except BaseException:
             self.cache.drop(conversation_id)
-            raise metadata
-        _check_owner(conversation_id, metadata.get(OWNER_KEY), owner)
-        if isinstance(items, NotFoundError):  # deleted between the two reads
-            raise ConversationNotFoundError(conversation_id) from items
-        if isinstance(items, BaseException):
-            raise items
+            raise
+        _check_owner(conversation_id, recorded, owner)
         history = _history(turns_of(items))
         seen = None
         if client.strict_item_order and items:  # never an empty one: see ``history_cache``
             ids = [str(item.get("id") or "") for item in items]
-            seen = self.cache.put(conversation_id, metadata.get(OWNER_KEY), history, ids)
+            seen = self.cache.put(conversation_id, recorded, history, ids)
         return Opened(conversation_id, history, seen)
+
+    async def _owner_and_items(self, conversation_id: str) -> tuple[str | None, list[JSON]]:
+        """The conversation's recorded owner and its items, read at once (404 if unknown).
+
+        The owner comes from the index when it has the conversation and the conversation has
+        items: both are written when llama-entra creates it (with its first turn), the owner
+        never changes, and a conversation deleted from the store has no items, whatever the
+        index says. Otherwise (made through ``/v1/responses``, or still empty) Llama Stack's
+        metadata says, which also answers whether it exists.
+        """
+        indexed, items = await asyncio.gather(
+            self.index.get(conversation_id),
+            self.client.conversation_items(conversation_id),
+            return_exceptions=True,
+        )
+        if isinstance(items, NotFoundError):
+            raise ConversationNotFoundError(conversation_id) from items
+        if isinstance(items, BaseException):
+            raise items
+        if isinstance(indexed, BaseException):
+            raise indexed
+        if indexed is not None and items:
+            return indexed.owner, items
+        return (await self.metadata(conversation_id)).get(OWNER_KEY), items
 
     async def metadata(self, conversation_id: str) -> Mapping[str, str]:
         """The conversation's Llama Stack metadata (404 if unknown)."""

@@ -1,8 +1,9 @@
-"""Unit tests: cached histories are used only when the store confirms them.
+"""Unit tests: cached histories are used only when the store confirms them, and a continued
+conversation's owner comes from the index only while the store still has its items.
 
 ``_Store`` is an in-memory Llama Stack conversation store with strict item order, counting the
 calls the conversation store makes; a second writer appends to it directly, as another replica
-would.
+would. ``_Index`` remembers owners like the conversation index.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from llama_entra.backends.base import ConversationRecord
-from llama_entra.conversation_index import IndexedTurn
+from llama_entra.conversation_index import IndexedConversation, IndexedTurn
 from llama_entra.conversations import OWNER_KEY, ConversationStore
 from llama_entra.errors import ConversationNotFoundError, NotFoundError
 from llama_entra.history_cache import HistoryCache
@@ -65,6 +66,8 @@ class _Store:
     async def conversation_items(self, conversation_id: str) -> list[dict[str, Any]]:
         self.calls.append("items")
         if conversation_id not in self.items:
+            if self.gone_is_empty:  # llama-stack 0.7.3 at the store: no rows, no error
+                return []
             raise NotFoundError("gone")
         return list(self.items[conversation_id])
 
@@ -84,11 +87,20 @@ class _Store:
 
 
 class _Index:
-    async def add(self, *args: object, **kwargs: object) -> None:
-        return None
+    def __init__(self) -> None:
+        self.owners: dict[str, str] = {}
+
+    async def add(self, conversation_id: str, owner: str, *args: object, **kwargs: object) -> None:
+        self.owners[conversation_id] = owner
 
     async def add_turn(self, *args: object) -> None:
         return None
+
+    async def get(self, conversation_id: str) -> IndexedConversation | None:
+        owner = self.owners.get(conversation_id)
+        if owner is None:
+            return None
+        return IndexedConversation(conversation_id, owner, 0.0, None, 0, None, None, None)
 
 
 def _conversations(store: _Store, cache: HistoryCache | None = None) -> ConversationStore:
@@ -113,7 +125,7 @@ async def test_store_reads_a_history_once_then_confirms_it_with_one_small_read()
     store = _Store()
     conversations = await _started(store)
     assert await _turn(conversations, "q2") == ["q1", "re q1"]
-    assert store.calls == ["create", "retrieve", "items", "add"]
+    assert store.calls == ["create", "items", "add"]  # the owner from the index
     store.calls.clear()
     assert await _turn(conversations, "q3") == ["q1", "re q1", "q2", "re q2"]
     assert store.calls == ["newest", "add"]  # no metadata, no full read
@@ -128,7 +140,7 @@ async def test_store_reads_again_when_another_writer_appended() -> None:
     store.calls.clear()
     history = await _turn(conversations, "q3")
     assert history == ["q1", "re q1", "q2", "re q2", "from b", "re from b"]
-    assert store.calls == ["newest", "retrieve", "items", "add"]
+    assert store.calls == ["newest", "items", "add"]
 
 
 async def test_store_reads_again_when_another_writer_appended_between_read_and_write() -> None:
@@ -172,8 +184,28 @@ async def test_store_without_strict_item_order_never_caches() -> None:
     await _turn(conversations, "q2")
     store.calls.clear()
     await _turn(conversations, "q3")
-    assert store.calls == ["retrieve", "items", "add"]
+    assert store.calls == ["items", "add"]
     assert len(conversations.cache) == 0
+
+
+@pytest.mark.parametrize("gone_is_empty", [False, True])
+async def test_an_indexed_conversation_gone_from_the_store_is_unknown(gone_is_empty: bool) -> None:
+    store = _Store(strict=False, gone_is_empty=gone_is_empty)
+    conversations = await _started(store)
+    del store.items[_CONVERSATION]  # deleted from the store; the index still has it
+    with pytest.raises(ConversationNotFoundError):
+        await conversations.open_with_history(_CONVERSATION, "alice")
+
+
+async def test_a_conversation_the_index_lacks_is_checked_by_its_metadata() -> None:
+    store = _Store(strict=False)
+    await _started(store)
+    conversations = _conversations(store)  # another replica: its own, empty index
+    store.calls.clear()
+    assert await _turn(conversations, "q2") == ["q1", "re q1"]
+    assert store.calls == ["items", "retrieve", "add"]
+    with pytest.raises(ConversationNotFoundError):
+        await conversations.open_with_history(_CONVERSATION, "mallory")
 
 
 async def test_new_conversation_is_created_with_its_first_turn_in_one_call() -> None:
