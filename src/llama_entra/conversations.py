@@ -15,6 +15,7 @@ recorded within one second can come back interleaved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -85,11 +86,30 @@ class ConversationStore:
         conversation_id: str | None = None,
     ) -> str:
         """A new conversation of ``owner`` holding its first turn: one Llama Stack call (one
-        transaction in library mode), under ``conversation_id`` when given (``reserve_id``)."""
-        conversation_id = await self.client.create_conversation(
-            {OWNER_KEY: owner}, _turn_items(question, answer), conversation_id
+        transaction in library mode), under ``conversation_id`` when given (``reserve_id``).
+
+        With the id known beforehand (library mode) the index row is written at the same time;
+        if the conversation then fails to be written, the row is removed again (and a row left
+        by a failed removal names a conversation without items, which reads as unknown).
+        """
+        items = _turn_items(question, answer)
+        conversation_id = conversation_id or self.reserve_id()
+        if conversation_id is None:
+            conversation_id = await self.client.create_conversation({OWNER_KEY: owner}, items)
+            await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
+            return conversation_id
+        stored, indexed = await asyncio.gather(
+            self.client.create_conversation({OWNER_KEY: owner}, items, conversation_id),
+            self.index.add(conversation_id, owner, turn.started_at, first_turn=turn),
+            return_exceptions=True,
         )
-        await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
+        if isinstance(stored, BaseException):
+            if not isinstance(indexed, BaseException):
+                with contextlib.suppress(Exception):
+                    await self.index.remove(conversation_id)
+            raise stored
+        if isinstance(indexed, BaseException):
+            raise indexed
         return conversation_id
 
     async def open(self, raw_id: str, owner: str, *, in_path: bool = False) -> str:

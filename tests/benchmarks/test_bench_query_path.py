@@ -8,6 +8,8 @@ client on the same run config. Each round times, in a rotating order so drift hi
 - ``/v1/chat/completions`` through llama-entra, plain and streamed (to ``[DONE]``);
 - ``/v1/query`` and ``/v1/streaming_query`` (to ``end``), new and continued conversations
   (a continued one has 1-9 turns of history);
+- ``/v1/chat/completions`` with the messages a continued query sends the model (its history
+  and question): what is left of a continued query's extra time is bookkeeping, not prompt;
 - ``/v1/query`` continuing a long conversation (``BENCH_LONG_TURNS`` turns, growing by one a
   round) and ``/v1/chat/completions`` with exactly the messages that query sends the model.
 
@@ -59,6 +61,7 @@ class _Calls:
         provider_data = {"azure_api_key": token, "azure_api_base": emulator.azure_base_url}
         self.headers = {active_backend().provider_data_header: json.dumps(provider_data)}
         self.short: str | None = None
+        self.short_messages: list[JSON] = []
         self.long: str | None = None
         self.long_messages: list[JSON] = []
 
@@ -109,26 +112,41 @@ class _Calls:
         answer: JSON = response.json()
         return answer
 
-    def _stream_to_end(self, body: JSON) -> None:
+    def _stream_to_end(self, body: JSON) -> str:
+        """The whole answer (from ``turn_complete``), once ``end`` arrived."""
         url = f"{self.service.url}/v1/streaming_query"
+        answer = ""
         with self.http.stream("POST", url, json=body) as response:
             assert response.status_code == 200, response.read()
             for line in response.iter_lines():
+                if line.startswith("data: ") and '"event": "turn_complete"' in line:
+                    answer = json.loads(line[6:])["data"]["token"]
                 if line.startswith("data: ") and '"event": "end"' in line:
-                    return
+                    return answer
         raise AssertionError("no end event")
+
+    def _continued_short(self, text: str, answer: str) -> None:
+        self.short_messages += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": answer},
+        ]
 
     async def query_new(self, text: str) -> None:
         self._query({"query": text, "generate_topic_summary": False})
 
     async def query_continued(self, text: str) -> None:
-        self._query({"query": text, "conversation_id": self.short})
+        answer = self._query({"query": text, "conversation_id": self.short})
+        self._continued_short(text, answer["response"])
+
+    async def chat_continued(self, text: str) -> None:
+        await self.chat(text, [*self.short_messages, {"role": "user", "content": text}])
 
     async def stream_new(self, text: str) -> None:
         self._stream_to_end({"query": text, "generate_topic_summary": False})
 
     async def stream_continued(self, text: str) -> None:
-        self._stream_to_end({"query": text, "conversation_id": self.short})
+        answer = self._stream_to_end({"query": text, "conversation_id": self.short})
+        self._continued_short(text, answer)
 
     async def query_long(self, text: str) -> None:
         answer = self._query({"query": text, "conversation_id": self.long})
@@ -142,7 +160,12 @@ class _Calls:
 
     def new_short_conversation(self) -> None:
         body = {"query": "start", "generate_topic_summary": False}
-        self.short = self._query(body)["conversation_id"]
+        answer = self._query(body)
+        self.short = answer["conversation_id"]
+        self.short_messages = [
+            {"role": "user", "content": "start"},
+            {"role": "assistant", "content": answer["response"]},
+        ]
 
     def new_long_conversation(self, turns: int) -> None:
         body: JSON = {"query": "turn 0", "generate_topic_summary": False}
@@ -167,6 +190,7 @@ _SERIES: dict[str, str] = {
     "chat_stream": "/v1/chat/completions stream, to [DONE]",
     "query_new": "/v1/query, new conversation",
     "query_continued": "/v1/query, continued (1-9 turns)",
+    "chat_continued": "/v1/chat/completions, a continued query's messages",
     "stream_new": "/v1/streaming_query, new, to end",
     "stream_continued": "/v1/streaming_query, continued, to end",
     "chat_long": "/v1/chat/completions, the long history",
@@ -245,6 +269,9 @@ def test_bench_query_path_against_one_model_call(
     }
     results["query_long / query_continued (history growth, information)"] = _ratio(
         s["query_long"], s["query_continued"]
+    )
+    results["query_continued / chat_continued (bookkeeping alone, information)"] = _ratio(
+        s["query_continued"], s["chat_continued"]
     )
     results["in_process / direct (information)"] = _ratio(s["in_process"], s["direct"])
     results["goal_met"] = all(r["met"] for r in results.values() if isinstance(r, dict))

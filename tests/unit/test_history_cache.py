@@ -18,7 +18,7 @@ import pytest
 from llama_entra.backends.base import ConversationRecord
 from llama_entra.conversation_index import IndexedConversation, IndexedTurn
 from llama_entra.conversations import OWNER_KEY, ConversationStore
-from llama_entra.errors import ConversationNotFoundError, NotFoundError
+from llama_entra.errors import ConversationNotFoundError, DatabaseUnavailableError, NotFoundError
 from llama_entra.history_cache import HistoryCache
 
 _CONVERSATION = "conv_" + "ab" * 24
@@ -31,6 +31,7 @@ class _Store:
     def __init__(self, *, strict: bool = True, gone_is_empty: bool = False) -> None:
         self.strict_item_order = strict
         self.chooses_conversation_ids = False
+        self.failing_create: Exception | None = None
         self.gone_is_empty = gone_is_empty  # a store-level read (OGX) sees no items, no error
         self.items: dict[str, list[dict[str, Any]]] = {}
         self.metadata: dict[str, dict[str, str]] = {}
@@ -49,13 +50,16 @@ class _Store:
         items: list[dict[str, Any]] | None = None,
         conversation_id: str | None = None,
     ) -> str:
-        assert conversation_id is None
+        assert conversation_id is None or self.chooses_conversation_ids
         self.calls.append("create")
-        self.items[_CONVERSATION] = []
-        self.metadata[_CONVERSATION] = dict(metadata or {})
+        if self.failing_create is not None:
+            raise self.failing_create
+        conversation_id = conversation_id or _CONVERSATION
+        self.items[conversation_id] = []
+        self.metadata[conversation_id] = dict(metadata or {})
         for item in items or []:
-            self.append(_CONVERSATION, item["role"], item["content"])
-        return _CONVERSATION
+            self.append(conversation_id, item["role"], item["content"])
+        return conversation_id
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         self.calls.append("retrieve")
@@ -96,6 +100,9 @@ class _Index:
     async def add_turn(self, *args: object) -> None:
         return None
 
+    async def remove(self, conversation_id: str) -> None:
+        self.owners.pop(conversation_id, None)
+
     async def get(self, conversation_id: str) -> IndexedConversation | None:
         owner = self.owners.get(conversation_id)
         if owner is None:
@@ -103,9 +110,11 @@ class _Index:
         return IndexedConversation(conversation_id, owner, 0.0, None, 0, None, None, None)
 
 
-def _conversations(store: _Store, cache: HistoryCache | None = None) -> ConversationStore:
+def _conversations(
+    store: _Store, cache: HistoryCache | None = None, index: _Index | None = None
+) -> ConversationStore:
     holder = SimpleNamespace(client=store)
-    return ConversationStore(holder, _Index(), cache)  # type: ignore[arg-type]
+    return ConversationStore(holder, index or _Index(), cache)  # type: ignore[arg-type]
 
 
 async def _turn(conversations: ConversationStore, question: str, owner: str = "alice") -> list[str]:
@@ -213,6 +222,28 @@ async def test_new_conversation_is_created_with_its_first_turn_in_one_call() -> 
     await _started(store)
     assert store.calls == ["create"]
     assert [i["content"] for i in store.items[_CONVERSATION]] == ["q1", "re q1"]
+
+
+async def test_a_conversation_under_a_reserved_id_is_stored_and_indexed_together() -> None:
+    store = _Store()
+    store.chooses_conversation_ids = True
+    index = _Index()
+    conversations = _conversations(store, index=index)
+    conversation_id = await conversations.create_with_turn("alice", "q1", "re q1", _TURN)
+    assert conversation_id != _CONVERSATION and conversation_id.startswith("conv_")
+    assert index.owners == {conversation_id: "alice"}
+    assert [i["content"] for i in store.items[conversation_id]] == ["q1", "re q1"]
+
+
+async def test_a_reserved_conversation_that_fails_to_be_written_leaves_no_index_row() -> None:
+    store = _Store()
+    store.chooses_conversation_ids = True
+    store.failing_create = DatabaseUnavailableError("PostgreSQL", "down")
+    index = _Index()
+    conversations = _conversations(store, index=index)
+    with pytest.raises(DatabaseUnavailableError):
+        await conversations.create_with_turn("alice", "q1", "re q1", _TURN)
+    assert index.owners == {} and store.items == {}
 
 
 def test_cache_drops_the_least_recently_used_conversation() -> None:

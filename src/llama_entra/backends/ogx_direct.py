@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 
 from llama_entra.backends.base import JSON
 from llama_entra.backends.direct import DirectConversations
@@ -37,6 +37,10 @@ __all__ = ["OgxDirectConversations"]
 
 class OgxDirectConversations(DirectConversations):
     """``DirectConversations`` with the store-level steps above."""
+
+    def __init__(self, impl: Any, api: Any, items_table: str) -> None:
+        super().__init__(impl, api, items_table)
+        self._newest_sort_order: Select[Any] | None = None
 
     async def _item_records(
         self, conversation_id: str, items: Sequence[Any], created_at: int
@@ -67,11 +71,13 @@ class OgxDirectConversations(DirectConversations):
         if not records:
             return []
         async with store_transaction(impl.sql_store) as transaction:
-            table = transaction.table(self._items_table)
-            newest = await transaction.scalar(
-                select(func.max(table.c.sort_order)).where(
-                    table.c.conversation_id == conversation_id
+            if self._newest_sort_order is None:  # built once: SQLAlchemy then reuses it compiled
+                table = transaction.table(self._items_table)
+                self._newest_sort_order = select(func.max(table.c.sort_order)).where(
+                    table.c.conversation_id == bindparam("conversation_id")
                 )
+            newest = await transaction.scalar(
+                self._newest_sort_order, {"conversation_id": conversation_id}
             )
             first = 0 if newest is None else int(newest) + 1
             for offset, record in enumerate(records):

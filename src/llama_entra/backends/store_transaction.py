@@ -56,9 +56,9 @@ class StoreTransaction:
         table: Table = self._inner.metadata.tables[name]
         return table
 
-    async def scalar(self, statement: Executable) -> Any:
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row ``statement`` returns (None for no row)."""
-        return (await self._session.execute(statement)).scalar()
+        return (await self._session.execute(statement, params)).scalar()
 
     async def insert(self, table: str, rows: Rows) -> None:
         """Insert ``rows`` with the access-control columns the store's ``insert`` adds."""
