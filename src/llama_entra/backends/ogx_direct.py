@@ -9,8 +9,8 @@ one small indexed read or one insert. Here:
   not read the conversation row: OGX deletes a conversation's items with it, and the cache
   never holds a conversation without items, so a deleted conversation shows as a changed tail
   and is read again in full (where the missing row is a 404).
-- ``add_items`` builds the rows with OGX's own record builder and reads the next
-  ``sort_order`` and inserts in one transaction (OGX: two), without re-reading the
+- ``add_items`` builds the rows with OGX's own record builder, then reads the next
+  ``sort_order`` and inserts in one store session (OGX: two), without re-reading the
   conversation (``open_with_history`` has just read it; that was never atomic with the write,
   so the outcome of a concurrent delete is as before) and without building the answer list
   nobody reads.
@@ -64,7 +64,11 @@ class OgxDirectConversations(DirectConversations):
         return [str(row["id"]) for row in reversed(result.data)]
 
     async def add_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
-        """Append ``items`` after the newest one: the read and the insert in one transaction."""
+        """Append ``items`` after the newest one: the read and the insert in one session.
+
+        As in OGX, the read and the insert are not atomic against another writer (SQLite
+        begins its transaction at the insert; PostgreSQL reads committed rows).
+        """
         impl: Any = self._impl
         request = self._api.AddItemsRequest(items=items)
         records = await self._item_records(conversation_id, request.items, int(time.time()))
