@@ -20,7 +20,6 @@ call, not bookkeeping.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -253,7 +252,6 @@ def test_bench_query_path_against_one_model_call(
 
     with start_service(path, stack_environment(emulator, served / "state")) as service:
         samples = asyncio.run(run(service))
-    gc.collect()  # those clients' transports, now, under this test's filter, not at pytest's exit
     s = {name: summarize(label, samples[name]) for name, label in _SERIES.items()}
     goals = {
         "query_new / chat": (_ratio(s["query_new"], s["chat"]), 1.3),
