@@ -10,12 +10,14 @@ Here the service's own request models go straight to the implementation: the sam
 the route would run, with the same validation and the same exceptions (the library client
 passes them through unchanged, so the adapters' error boundary translates them alike).
 
-A new conversation is written in one transaction, its row and its first items together
-(``store_transaction``), under an id the caller may choose: a streamed first answer names its
+A new conversation is written in one transaction, its row and its first items together,
+under an id the caller may choose: a streamed first answer names its
 conversation in its first event and writes it, whole, only once the answer is complete.
 
 llama-stack 0.7.3 (``llama_stack_api.conversations``) and OGX (``ogx_api.conversations``)
-share these names and signatures; the adapter hands in its backend's module.
+share these names and signatures; the adapter hands in its backend's module. What this module
+and its subclasses write or read at the store itself goes through a ``StoreLane`` (one thread
+switch per call on SQLite, not one per statement).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from llama_entra.backends.base import JSON, ConversationRecord
 from llama_entra.backends.records import conversation_record
-from llama_entra.backends.store_transaction import insert_together
+from llama_entra.backends.store_lane import StoreLane
 from llama_entra.conversation_ids import new_conversation_id
 
 __all__ = ["CONVERSATIONS_TABLE", "DirectConversations", "ItemPage"]
@@ -52,6 +54,11 @@ class DirectConversations:
         self._impl = impl
         self._api = api
         self._items_table = items_table
+        self._lane = StoreLane(impl.sql_store)
+
+    async def aclose(self) -> None:
+        """Stop the store lane (the stack's own store stays open)."""
+        await self._lane.aclose()
 
     async def create(
         self,
@@ -69,7 +76,7 @@ class DirectConversations:
         writes: list[tuple[str, Any]] = [(CONVERSATIONS_TABLE, row)]
         if records:
             writes.append((self._items_table, records))
-        await insert_together(self._impl.sql_store, writes)
+        await self._lane.insert(writes)
         return conversation_id
 
     async def _item_records(

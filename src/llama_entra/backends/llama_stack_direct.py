@@ -61,11 +61,10 @@ class LlamaStackDirectConversations(DirectConversations):
 
     async def add_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
         """Append ``items`` in one transaction; their ids."""
-        impl: Any = self._impl
         request = self._api.AddItemsRequest(items=items)
         records = await self._item_records(conversation_id, request.items, int(time.time()))
         if records:
-            await impl.sql_store.insert(table=ITEMS_TABLE, data=records)
+            await self._lane.insert([(ITEMS_TABLE, records)])
         return [str(record["id"]) for record in records]
 
     async def items(
@@ -73,11 +72,7 @@ class LlamaStackDirectConversations(DirectConversations):
     ) -> ItemPage:
         """Items as stored, sorted by ``created_at`` like ``list_items`` (``after`` ignored, as
         there)."""
-        impl: Any = self._impl
-        rows = (
-            await impl.sql_store.fetch_all(
-                table=ITEMS_TABLE, where={"conversation_id": conversation_id}
-            )
-        ).data
+        where = {"conversation_id": conversation_id}
+        rows = (await self._lane.fetch_all(table=ITEMS_TABLE, where=where)).data
         rows.sort(key=lambda row: row["created_at"], reverse=order != "asc")
         return ItemPage([dict(row["item_data"]) for row in rows[:limit]], has_more=False)

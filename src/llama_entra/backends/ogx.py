@@ -292,6 +292,8 @@ class OgxClientAdapter(ErrorBoundary):
 
     async def aclose(self) -> None:
         """See ``StackClient``."""
+        if self._direct is not None:
+            await self._direct.aclose()
         shutdown = getattr(self.raw, "shutdown", None)
         if shutdown is not None:  # library mode: stop the in-process stack's providers
             await shutdown()

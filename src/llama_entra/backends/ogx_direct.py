@@ -10,7 +10,7 @@ one small indexed read or one insert. Here:
   never holds a conversation without items, so a deleted conversation shows as a changed tail
   and is read again in full (where the missing row is a 404).
 - ``add_items`` builds the rows with OGX's own record builder, then reads the next
-  ``sort_order`` and inserts in one store session (OGX: two), without re-reading the
+  ``sort_order`` and inserts in one transaction (OGX: two store sessions), without re-reading the
   conversation (``open_with_history`` has just read it; that was never atomic with the write,
   so the outcome of a concurrent delete is as before) and without building the answer list
   nobody reads.
@@ -26,11 +26,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from llama_entra.backends.base import JSON
 from llama_entra.backends.direct import DirectConversations
-from llama_entra.backends.store_transaction import store_transaction
 
 __all__ = ["OgxDirectConversations"]
 
@@ -54,8 +53,7 @@ class OgxDirectConversations(DirectConversations):
 
     async def newest_ids(self, conversation_id: str, count: int) -> list[str]:
         """Ids of the newest ``count`` items, oldest first."""
-        impl: Any = self._impl
-        result = await impl.sql_store.fetch_all(
+        result = await self._lane.fetch_all(
             table=self._items_table,
             where={"conversation_id": conversation_id},
             order_by=[("sort_order", "desc")],
@@ -64,27 +62,32 @@ class OgxDirectConversations(DirectConversations):
         return [str(row["id"]) for row in reversed(result.data)]
 
     async def add_items(self, conversation_id: str, items: list[JSON]) -> list[str]:
-        """Append ``items`` after the newest one: the read and the insert in one session.
+        """Append ``items`` after the newest one: the read and the insert in one transaction.
 
         As in OGX, the read and the insert are not atomic against another writer (SQLite
         begins its transaction at the insert; PostgreSQL reads committed rows).
         """
-        impl: Any = self._impl
         request = self._api.AddItemsRequest(items=items)
         records = await self._item_records(conversation_id, request.items, int(time.time()))
         if not records:
             return []
-        async with store_transaction(impl.sql_store) as transaction:
-            if self._newest_sort_order is None:  # built once: SQLAlchemy then reuses it compiled
-                table = transaction.table(self._items_table)
-                self._newest_sort_order = select(func.max(table.c.sort_order)).where(
-                    table.c.conversation_id == bindparam("conversation_id")
-                )
-            newest = await transaction.scalar(
-                self._newest_sort_order, {"conversation_id": conversation_id}
+        rows = await self._lane.prepare(self._items_table, records)
+        if self._newest_sort_order is None:  # built once: SQLAlchemy then reuses it compiled
+            table = self._lane.table(self._items_table)
+            self._newest_sort_order = select(func.max(table.c.sort_order)).where(
+                table.c.conversation_id == bindparam("conversation_id")
             )
+        newest_sort_order = self._newest_sort_order
+        insert = self._lane.table(self._items_table).insert()
+
+        def append(connection: Connection) -> None:
+            newest = connection.execute(
+                newest_sort_order, {"conversation_id": conversation_id}
+            ).scalar()
             first = 0 if newest is None else int(newest) + 1
-            for offset, record in enumerate(records):
-                record["sort_order"] = first + offset
-            await transaction.insert(self._items_table, records)
+            for offset, row in enumerate(rows):
+                row["sort_order"] = first + offset
+            connection.execute(insert, rows)
+
+        await self._lane.run(append)
         return [str(record["id"]) for record in records]

@@ -1,0 +1,180 @@
+"""A Llama Stack SQL store's statements, one hop each: on SQLite, in a worker thread of its own.
+
+Both backends keep their SQL stores behind SQLAlchemy's asyncio layer. On PostgreSQL that is
+asyncpg on the event loop. On SQLite it is aiosqlite: every statement, the commit and the
+connection's reset each go to aiosqlite's thread and back, three to five thread switches per
+store call, each waiting for a core on a loaded machine (measured: 1-3 ms a call alone, 4-6 ms
+under load, for well under a millisecond of SQLite work). A ``StoreLane`` runs the same
+SQLAlchemy statements, on the same tables, through a synchronous engine on the same database
+file, in one worker thread: one switch there and back per call, however many statements.
+
+- ``run(work)`` runs ``work(connection)`` in one transaction (committed when it returns, rolled
+  back when it raises). On PostgreSQL it runs on the store's own async engine
+  (``AsyncConnection.run_sync``), so both databases run the same code.
+- ``insert(writes)`` inserts rows into several tables in one transaction.
+- ``prepare(table, rows)`` adds the access-control columns (owner, attributes, tenant) the
+  store's own ``insert`` adds: that ``insert`` runs, on the event loop, on a copy of the store
+  whose inner store only hands the rows back, so each backend's rules stay its own.
+- ``fetch_all(...)`` is the store's own ``fetch_all`` (its access-control filter and paging
+  included) with, on SQLite, each statement executed in the lane (``_LaneSession``).
+
+SQLite serialises writers across connections; the lane's engine uses the store's own settings
+(WAL, ``synchronous=NORMAL``, a 5 s busy timeout), so a lane write waits for a Llama Stack
+write (in its thread, never on the event loop) and the other way round, like two connections
+of the store's own pool. The commit is as durable as the store's own.
+
+It relies on the SQLAlchemy store of both backends (llama-stack 0.7.3, frozen; OGX pinned by
+``uv.lock``): ``AuthorizedSqlStore.sql_store`` is a ``SqlAlchemySqlStoreImpl`` with
+``_ensure_engine()``, ``_engine``, ``async_session`` and ``metadata.tables``. The end-to-end
+suite runs through it on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.engine import Result
+
+__all__ = ["Rows", "StoreLane"]
+
+Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+class _Collector:
+    """Stands in for the inner store while the authorized store prepares rows."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.prepared: list[dict[str, Any]] = []
+
+    async def insert(self, table: str, data: Rows) -> None:
+        rows = [data] if isinstance(data, Mapping) else data
+        self.prepared = [dict(row) for row in rows]
+
+
+class _LaneSession:
+    """What the inner store's ``fetch_all`` sees as its session: each statement one lane call.
+
+    Only for single-statement reads and writes: each ``execute`` is a transaction of its own.
+    """
+
+    def __init__(self, lane: StoreLane) -> None:
+        self._lane = lane
+
+    async def __aenter__(self) -> _LaneSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def execute(self, statement: Any, params: Any = None) -> Result[Any]:
+        def work(connection: Connection) -> Result[Any]:
+            result = connection.execute(statement, params)
+            return result.freeze()() if result.returns_rows else result  # rows outlive it
+
+        return await self._lane.run(work)
+
+    async def commit(self) -> None:
+        return None
+
+
+def _sqlite_settings(dbapi_connection: Any, _record: Any) -> None:
+    """The settings the store gives its own SQLite connections."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class StoreLane:
+    """One Llama Stack SQL store (an ``AuthorizedSqlStore``), called as the module describes."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._inner = store.sql_store
+        self._reader: Any = None  # the store, reading through the lane (on SQLite)
+        self._engine: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def table(self, name: str) -> Table:
+        """The store's SQLAlchemy table ``name`` (to build a statement on)."""
+        table: Table = self._inner.metadata.tables[name]
+        return table
+
+    async def prepare(self, table: str, rows: Rows) -> list[dict[str, Any]]:
+        """``rows`` with the access-control columns the store's ``insert`` adds."""
+        collector = _Collector(self._inner.config)
+        staging = copy.copy(self._store)
+        staging.sql_store = collector
+        await staging.insert(table, rows)
+        return collector.prepared
+
+    async def insert(self, writes: Sequence[tuple[str, Rows]]) -> None:
+        """Insert ``(table, rows)`` pairs, with their access-control columns, in one transaction."""
+        prepared = [(self.table(name), await self.prepare(name, rows)) for name, rows in writes]
+
+        def work(connection: Connection) -> None:
+            for table, rows in prepared:
+                if rows:
+                    connection.execute(table.insert(), rows)
+
+        await self.run(work)
+
+    async def run[T](self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in one transaction: committed if it returns, else rolled back."""
+        await self._ready()
+        if self._executor is None or self._engine is None:  # not SQLite: the store's own engine
+            async with self._inner._engine.begin() as connection:
+                result: T = await connection.run_sync(work)
+                return result
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._in_transaction, self._engine, work)
+
+    async def fetch_all(self, **arguments: Any) -> Any:
+        """The store's ``fetch_all(**arguments)`` (a ``PaginatedResponse``), through the lane."""
+        await self._ready()
+        return await self._reader.fetch_all(**arguments)
+
+    async def aclose(self) -> None:
+        """Close the lane's connection and stop its thread (the store itself stays open)."""
+        executor, self._executor = self._executor, None
+        engine, self._engine = self._engine, None
+        self._reader = None
+        if executor is None:
+            return
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
+        executor.shutdown(wait=False)
+
+    def _in_transaction[T](self, engine: Engine, work: Callable[[Connection], T]) -> T:
+        with engine.begin() as connection:
+            return work(connection)
+
+    async def _ready(self) -> None:
+        if self._reader is not None:
+            return
+        await self._inner._ensure_engine()  # the store's tables exist once this returns
+        if self._reader is not None:  # another call got here first
+            return
+        url = self._inner._engine.url
+        if url.get_backend_name() == "sqlite":
+            engine = create_engine(
+                url.set(drivername="sqlite"),
+                connect_args={"timeout": 5.0, "check_same_thread": False},
+            )
+            event.listen(engine, "connect", _sqlite_settings)
+            self._engine = engine
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="llama-entra-store")
+            inner = copy.copy(self._inner)
+            inner.async_session = lambda: _LaneSession(self)
+            reader = copy.copy(self._store)
+            reader.sql_store = inner
+            self._reader = reader
+        else:
+            self._reader = self._store

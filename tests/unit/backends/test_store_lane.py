@@ -1,0 +1,159 @@
+"""``StoreLane`` against the active backend's real SQL store (SQLite in a temporary file).
+
+Rows it writes carry the same access-control columns as the store's own ``insert`` under the
+same authenticated user; a failing transaction leaves none of its rows; its reads answer what
+the store's own ``fetch_all`` answers; and it runs beside the store's own connections on the
+same file, waiting for their writes without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+
+from llama_entra.backends import active_backend
+from llama_entra.backends.store_lane import StoreLane
+
+_PACKAGE = {"llama-stack": "llama_stack", "ogx": "ogx"}[active_backend().name]
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"{_PACKAGE}.{name}")
+
+
+async def _store(path: Path) -> Any:
+    datatypes = _module("core.storage.datatypes")
+    sqlalchemy_store = _module("core.storage.sqlstore.sqlalchemy_sqlstore")
+    authorized = _module("core.storage.sqlstore.authorized_sqlstore")
+    column = importlib.import_module(f"{_PACKAGE}_api.internal.sqlstore")
+    base = sqlalchemy_store.SqlAlchemySqlStoreImpl(
+        datatypes.SqliteSqlStoreConfig(db_path=str(path), pool_pre_ping=False)
+    )
+    store = authorized.AuthorizedSqlStore(base, [])
+    for table in ("parents", "children"):
+        schema = {
+            "id": column.ColumnDefinition(type=column.ColumnType.STRING, primary_key=True),
+            "label": column.ColumnType.STRING,
+            "data": column.ColumnType.JSON,
+        }
+        await store.create_table(table, schema)
+    return store
+
+
+def _as_user(name: str) -> Any:
+    request_headers = _module("core.request_headers")
+    user = _module("core.datatypes").User(principal=name, attributes={"roles": [name]})
+    return request_headers.request_provider_data_context({}, user)
+
+
+async def _rows(store: Any, table: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (await store.sql_store.fetch_all(table=table)).data
+    return sorted(rows, key=lambda row: row["id"])
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    store = await _store(tmp_path / "store.db")
+    yield store
+    await store.sql_store.shutdown()
+
+
+@pytest.fixture
+async def lane(store: Any) -> Any:
+    lane = StoreLane(store)
+    yield lane
+    await lane.aclose()
+
+
+async def test_rows_carry_the_access_columns_the_store_itself_adds(store: Any, lane: Any) -> None:
+    with _as_user("alice"):
+        await store.insert("parents", {"id": "p0", "label": "plain insert", "data": {"n": 0}})
+        await lane.insert(
+            [
+                ("parents", {"id": "p1", "label": "together", "data": {"n": 1}}),
+                ("children", [{"id": "c1", "label": "one"}, {"id": "c2", "label": "two"}]),
+            ]
+        )
+    parents = await _rows(store, "parents")
+    children = await _rows(store, "children")
+    assert [row["id"] for row in parents] == ["p0", "p1"]
+    assert [row["data"] for row in parents] == [{"n": 0}, {"n": 1}]  # JSON as the store writes it
+    assert [row["id"] for row in children] == ["c1", "c2"]
+    access = ("owner_principal", "access_attributes")
+    plain = {key: parents[0][key] for key in access}
+    assert plain == {"owner_principal": "alice", "access_attributes": {"roles": ["alice"]}}
+    for row in (parents[1], *children):
+        assert {key: row[key] for key in access} == plain
+
+
+async def test_a_failing_transaction_leaves_none_of_its_rows(store: Any, lane: Any) -> None:
+    await store.insert("children", {"id": "taken", "label": "already there"})
+    with pytest.raises(IntegrityError):
+        await lane.insert(
+            [
+                ("parents", {"id": "p1", "label": "would be orphaned"}),
+                ("children", [{"id": "new", "label": "fine"}, {"id": "taken", "label": "dup"}]),
+            ]
+        )
+    assert await _rows(store, "parents") == []
+    assert [row["id"] for row in await _rows(store, "children")] == ["taken"]
+
+
+async def test_reads_answer_what_the_store_answers(store: Any, lane: Any) -> None:
+    with _as_user("alice"):
+        await store.insert("parents", [{"id": f"a{n}", "label": "alice's"} for n in range(4)])
+    with _as_user("bob"):
+        await store.insert("parents", [{"id": f"b{n}", "label": "bob's"} for n in range(3)])
+    await store.insert("parents", {"id": "open", "label": "no owner"})
+    query = {"table": "parents", "order_by": [("id", "desc")], "limit": 4}
+    for user in ("alice", "bob"):
+        with _as_user(user):
+            own = await store.fetch_all(**query)
+            through_lane = await lane.fetch_all(**query)
+        assert through_lane.data == own.data
+        assert through_lane.has_more == own.has_more
+        assert {row["owner_principal"] for row in own.data} == {user, ""}  # the filter ran
+    with _as_user("bob"):
+        found = await lane.fetch_all(table="parents", where={"id": "b1"})
+    assert [row["label"] for row in found.data] == ["bob's"]
+
+
+async def test_a_transaction_runs_in_the_lane_thread_and_commits_on_return(
+    store: Any, lane: Any
+) -> None:
+    table = lane.table("children")
+
+    def work(connection: Connection) -> tuple[str, int]:
+        connection.execute(table.insert(), [{"id": "x", "label": "in the lane"}])
+        count = connection.execute(select(func.count()).select_from(table)).scalar_one()
+        return threading.current_thread().name, count
+
+    thread, count = await lane.run(work)
+    assert thread.startswith("llama-entra-store") and count == 1
+    assert [row["label"] for row in await _rows(store, "children")] == ["in the lane"]
+
+
+async def test_it_waits_for_the_stores_own_write_without_blocking_the_loop(
+    store: Any, lane: Any
+) -> None:
+    inner = store.sql_store
+    await lane.fetch_all(table="parents")  # the lane is open
+    async with inner.async_session() as session:
+        await session.execute(inner.metadata.tables["parents"].insert(), {"id": "first"})
+        waiting = asyncio.create_task(lane.insert([("parents", {"id": "second"})]))
+        ticks = 0
+        for _ in range(20):  # the loop keeps running while the lane waits for the lock
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not waiting.done()
+        await session.commit()
+    await asyncio.wait_for(waiting, 5)
+    assert ticks == 20
+    assert [row["id"] for row in await _rows(store, "parents")] == ["first", "second"]
