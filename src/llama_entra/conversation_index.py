@@ -12,9 +12,10 @@ the workers of one service share it (SQLite locks it), but separate replicas eac
 conversations created through them. Replicas on one PostgreSQL database use
 ``PostgresConversationIndex`` (``conversation_index_postgres``) instead.
 
-The SQLite index keeps one connection per process, opened and given its schema on first use
+The SQLite index keeps its connections per process, opened and given its schema on first use
 (not per call: opening a connection and running the schema script cost more than the query
-itself), used by one worker thread at a time. WAL with ``synchronous=NORMAL``: a commit is safe
+itself), and runs each call on the event loop unless it would wait for a lock, then in a
+worker thread (``sqlite_runner``). WAL with ``synchronous=NORMAL``: a commit is safe
 from a crash of the process at once, and from a power loss once the next checkpoint syncs the
 WAL; the turns themselves are in Llama Stack's store, this index only lists them (a fsync per
 commit cost 5-20 ms per query on a loaded disk).
@@ -22,13 +23,13 @@ commit cost 5-20 ms per query on a loaded disk).
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from llama_entra.sqlite_runner import SqliteRunner, configure
 
 __all__ = ["ConversationIndex", "IndexedConversation", "IndexedTurn", "SqliteConversationIndex"]
 
@@ -109,46 +110,37 @@ class ConversationIndex(Protocol):
 
 
 class SqliteConversationIndex:
-    """The index file; every call runs in a worker thread (no blocking I/O on the loop)."""
+    """The index file, through a ``SqliteRunner`` (no waiting for a lock on the loop)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()  # one thread at a time on the connection
+        self._runner: SqliteRunner[sqlite3.Connection] = SqliteRunner(
+            self._connect, sqlite3.Connection.close, _checkpoint, "llama-entra-index"
+        )
 
     async def aclose(self) -> None:
-        """Close the connection (in a worker thread: a running call finishes first)."""
-        await asyncio.to_thread(self.close)
+        """Close the connections (the thread's once its running call finishes)."""
+        await self._runner.aclose()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
-            self.path, timeout=10, isolation_level=None, check_same_thread=False
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
+            configure(connection, busy_timeout)
             connection.executescript(_SCHEMA)
         except BaseException:
             connection.close()
             raise
         return connection
 
-    def _run_locked[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._connection is None:
-                self._connection = self._connect()
-            return work(self._connection)
-
     async def _run[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._run_locked, work)
+        return await self._runner.run(work)
 
     def close(self) -> None:
-        """Close the connection (the next call opens a new one)."""
-        with self._lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        """Close the connections (the next call opens new ones)."""
+        self._runner.close()
 
     async def add(
         self,
@@ -235,6 +227,10 @@ class SqliteConversationIndex:
             ).fetchall()
         )
         return [IndexedTurn(*row) for row in rows]
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _add_turn(db: sqlite3.Connection, conversation_id: str, turn: IndexedTurn) -> None:

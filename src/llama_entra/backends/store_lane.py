@@ -1,4 +1,4 @@
-"""A Llama Stack SQL store's statements, one hop each: on SQLite, in a worker thread of its own.
+"""A Llama Stack SQL store's statements, without SQLAlchemy's asyncio layer on SQLite.
 
 Both backends keep their SQL stores behind SQLAlchemy's asyncio layer. On PostgreSQL that is
 asyncpg on the event loop. On SQLite it is aiosqlite: every statement, the commit and the
@@ -6,22 +6,23 @@ connection's reset each go to aiosqlite's thread and back, three to five thread 
 store call, each waiting for a core on a loaded machine (measured: 1-3 ms a call alone, 4-6 ms
 under load, for well under a millisecond of SQLite work). A ``StoreLane`` runs the same
 SQLAlchemy statements, on the same tables, through a synchronous engine on the same database
-file, in one worker thread: one switch there and back per call, however many statements.
+file, with ``SqliteRunner``: on the event loop when SQLite need not wait for another writer,
+else in a worker thread of its own.
 
 - ``run(work)`` runs ``work(connection)`` in one transaction (committed when it returns, rolled
-  back when it raises). On PostgreSQL it runs on the store's own async engine
-  (``AsyncConnection.run_sync``), so both databases run the same code.
+  back when it raises; on SQLite it may run twice, see ``sqlite_runner``). On PostgreSQL it
+  runs on the store's own async engine (``AsyncConnection.run_sync``): the same code on both.
 - ``insert(writes)`` inserts rows into several tables in one transaction.
 - ``prepare(table, rows)`` adds the access-control columns (owner, attributes, tenant) the
-  store's own ``insert`` adds: that ``insert`` runs, on the event loop, on a copy of the store
-  whose inner store only hands the rows back, so each backend's rules stay its own.
+  store's own ``insert`` adds: that ``insert`` runs on a copy of the store whose inner store
+  only hands the rows back, so each backend's rules stay its own.
 - ``fetch_all(...)`` is the store's own ``fetch_all`` (its access-control filter and paging
-  included) with, on SQLite, each statement executed in the lane (``_LaneSession``).
+  included) with, on SQLite, each statement executed through the runner (``_LaneSession``).
 
-SQLite serialises writers across connections; the lane's engine uses the store's own settings
-(WAL, ``synchronous=NORMAL``, a 5 s busy timeout), so a lane write waits for a Llama Stack
-write (in its thread, never on the event loop) and the other way round, like two connections
-of the store's own pool. The commit is as durable as the store's own.
+SQLite serialises writers across connections; the lane's connections use the store's own
+settings (WAL, ``synchronous=NORMAL``; the thread's waits up to 5 s), so a lane write and a
+Llama Stack write wait for each other like two connections of the store's own pool, never on
+the event loop. A commit is as durable as the store's own.
 
 It relies on the SQLAlchemy store of both backends (llama-stack 0.7.3, frozen; OGX pinned by
 ``uv.lock``): ``AuthorizedSqlStore.sql_store`` is a ``SqlAlchemySqlStoreImpl`` with
@@ -31,14 +32,14 @@ suite runs through it on both.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import Result
+
+from llama_entra.sqlite_runner import SqliteRunner, configure
 
 __all__ = ["Rows", "StoreLane"]
 
@@ -83,13 +84,21 @@ class _LaneSession:
         return None
 
 
-def _sqlite_settings(dbapi_connection: Any, _record: Any) -> None:
-    """The settings the store gives its own SQLite connections."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+    """A synchronous engine on the store's SQLite file, set up like the store's own."""
+    engine = create_engine(url.set(drivername="sqlite"), connect_args={"timeout": busy_timeout})
+    event.listen(engine, "connect", lambda connection, _record: configure(connection, busy_timeout))
+    return engine
+
+
+def _checkpoint(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _in_transaction[T](engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.begin() as connection:
+        return work(connection)
 
 
 class StoreLane:
@@ -99,8 +108,7 @@ class StoreLane:
         self._store = store
         self._inner = store.sql_store
         self._reader: Any = None  # the store, reading through the lane (on SQLite)
-        self._engine: Engine | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._runner: SqliteRunner[Engine] | None = None
 
     def table(self, name: str) -> Table:
         """The store's SQLAlchemy table ``name`` (to build a statement on)."""
@@ -129,12 +137,11 @@ class StoreLane:
     async def run[T](self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` in one transaction: committed if it returns, else rolled back."""
         await self._ready()
-        if self._executor is None or self._engine is None:  # not SQLite: the store's own engine
+        if self._runner is None:  # not SQLite: the store's own engine
             async with self._inner._engine.begin() as connection:
                 result: T = await connection.run_sync(work)
                 return result
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._in_transaction, self._engine, work)
+        return await self._runner.run(lambda engine: _in_transaction(engine, work))
 
     async def fetch_all(self, **arguments: Any) -> Any:
         """The store's ``fetch_all(**arguments)`` (a ``PaginatedResponse``), through the lane."""
@@ -142,19 +149,11 @@ class StoreLane:
         return await self._reader.fetch_all(**arguments)
 
     async def aclose(self) -> None:
-        """Close the lane's connection and stop its thread (the store itself stays open)."""
-        executor, self._executor = self._executor, None
-        engine, self._engine = self._engine, None
+        """Close the lane's connections (the store itself stays open)."""
+        runner, self._runner = self._runner, None
         self._reader = None
-        if executor is None:
-            return
-        if engine is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
-        executor.shutdown(wait=False)
-
-    def _in_transaction[T](self, engine: Engine, work: Callable[[Connection], T]) -> T:
-        with engine.begin() as connection:
-            return work(connection)
+        if runner is not None:
+            await runner.aclose()
 
     async def _ready(self) -> None:
         if self._reader is not None:
@@ -164,13 +163,12 @@ class StoreLane:
             return
         url = self._inner._engine.url
         if url.get_backend_name() == "sqlite":
-            engine = create_engine(
-                url.set(drivername="sqlite"),
-                connect_args={"timeout": 5.0, "check_same_thread": False},
+            self._runner = SqliteRunner(
+                lambda busy_timeout: _sqlite_engine(url, busy_timeout),
+                Engine.dispose,
+                _checkpoint,
+                "llama-entra-store",
             )
-            event.listen(engine, "connect", _sqlite_settings)
-            self._engine = engine
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="llama-entra-store")
             inner = copy.copy(self._inner)
             inner.async_session = lambda: _LaneSession(self)
             reader = copy.copy(self._store)

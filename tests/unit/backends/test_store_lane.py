@@ -3,7 +3,7 @@
 Rows it writes carry the same access-control columns as the store's own ``insert`` under the
 same authenticated user; a failing transaction leaves none of its rows; its reads answer what
 the store's own ``fetch_all`` answers; and it runs beside the store's own connections on the
-same file, waiting for their writes without blocking the event loop.
+same file: on the event loop while nobody else writes, else waiting in its thread.
 """
 
 from __future__ import annotations
@@ -125,35 +125,40 @@ async def test_reads_answer_what_the_store_answers(store: Any, lane: Any) -> Non
     assert [row["label"] for row in found.data] == ["bob's"]
 
 
-async def test_a_transaction_runs_in_the_lane_thread_and_commits_on_return(
-    store: Any, lane: Any
-) -> None:
+async def test_a_transaction_runs_on_the_loop_when_it_need_not_wait(store: Any, lane: Any) -> None:
     table = lane.table("children")
 
     def work(connection: Connection) -> tuple[str, int]:
-        connection.execute(table.insert(), [{"id": "x", "label": "in the lane"}])
+        connection.execute(table.insert(), [{"id": "x", "label": "on the loop"}])
         count = connection.execute(select(func.count()).select_from(table)).scalar_one()
         return threading.current_thread().name, count
 
     thread, count = await lane.run(work)
-    assert thread.startswith("llama-entra-store") and count == 1
-    assert [row["label"] for row in await _rows(store, "children")] == ["in the lane"]
+    assert (thread, count) == (threading.current_thread().name, 1)
+    assert [row["label"] for row in await _rows(store, "children")] == ["on the loop"]
 
 
-async def test_it_waits_for_the_stores_own_write_without_blocking_the_loop(
+async def test_it_waits_for_the_stores_own_write_in_its_thread_not_on_the_loop(
     store: Any, lane: Any
 ) -> None:
     inner = store.sql_store
+    table = lane.table("parents")
+
+    def work(connection: Connection) -> str:
+        connection.execute(table.insert(), [{"id": "second"}])
+        return threading.current_thread().name
+
     await lane.fetch_all(table="parents")  # the lane is open
     async with inner.async_session() as session:
         await session.execute(inner.metadata.tables["parents"].insert(), {"id": "first"})
-        waiting = asyncio.create_task(lane.insert([("parents", {"id": "second"})]))
+        waiting = asyncio.create_task(lane.run(work))
         ticks = 0
         for _ in range(20):  # the loop keeps running while the lane waits for the lock
             await asyncio.sleep(0.005)
             ticks += 1
         assert not waiting.done()
         await session.commit()
-    await asyncio.wait_for(waiting, 5)
+    thread = await asyncio.wait_for(waiting, 5)
     assert ticks == 20
+    assert thread.startswith("llama-entra-store")
     assert [row["id"] for row in await _rows(store, "parents")] == ["first", "second"]
