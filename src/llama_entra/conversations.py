@@ -14,8 +14,6 @@ recorded within one second can come back interleaved.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -86,30 +84,18 @@ class ConversationStore:
         conversation_id: str | None = None,
     ) -> str:
         """A new conversation of ``owner`` holding its first turn: one Llama Stack call (one
-        transaction in library mode), under ``conversation_id`` when given (``reserve_id``).
+        transaction in library mode), under ``conversation_id`` when given (``reserve_id``),
+        then its index row. A conversation that fails to be written is not indexed.
 
-        With the id known beforehand (library mode) the index row is written at the same time;
-        if the conversation then fails to be written, the row is removed again (and a row left
-        by a failed removal names a conversation without items, which reads as unknown).
+        Not concurrently: with SQLite (the default) both writes run on the event loop without
+        waiting (``sqlite_runner``), and two tasks would only add loop turns between them.
         """
         items = _turn_items(question, answer)
         conversation_id = conversation_id or self.reserve_id()
-        if conversation_id is None:
-            conversation_id = await self.client.create_conversation({OWNER_KEY: owner}, items)
-            await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
-            return conversation_id
-        stored, indexed = await asyncio.gather(
-            self.client.create_conversation({OWNER_KEY: owner}, items, conversation_id),
-            self.index.add(conversation_id, owner, turn.started_at, first_turn=turn),
-            return_exceptions=True,
+        conversation_id = await self.client.create_conversation(
+            {OWNER_KEY: owner}, items, conversation_id
         )
-        if isinstance(stored, BaseException):
-            if not isinstance(indexed, BaseException):
-                with contextlib.suppress(Exception):
-                    await self.index.remove(conversation_id)
-            raise stored
-        if isinstance(indexed, BaseException):
-            raise indexed
+        await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
         return conversation_id
 
     async def open(self, raw_id: str, owner: str, *, in_path: bool = False) -> str:
@@ -127,7 +113,7 @@ class ConversationStore:
         """``owner``'s conversation ``raw_id`` and its history, to continue it (else 404).
 
         From the cache when the store confirms it (one small read; see ``history_cache``),
-        else the owner (``_owner_and_items``) and the full read at once. Another caller's
+        else the owner (``_owner_and_items``) then the full read. Another caller's
         history is read and dropped, never returned.
         """
         conversation_id = llama_stack_id(raw_id)
@@ -158,7 +144,7 @@ class ConversationStore:
         return Opened(conversation_id, history, seen)
 
     async def _owner_and_items(self, conversation_id: str) -> tuple[str | None, list[JSON]]:
-        """The conversation's recorded owner and its items, read at once (404 if unknown).
+        """The conversation's recorded owner and its items (404 if unknown).
 
         The owner comes from the index when it has the conversation and the conversation has
         items: both are written when llama-entra creates it (with its first turn), the owner
@@ -166,17 +152,11 @@ class ConversationStore:
         index says. Otherwise (made through ``/v1/responses``, or still empty) Llama Stack's
         metadata says, which also answers whether it exists.
         """
-        indexed, items = await asyncio.gather(
-            self.index.get(conversation_id),
-            self.client.conversation_items(conversation_id),
-            return_exceptions=True,
-        )
-        if isinstance(items, NotFoundError):
-            raise ConversationNotFoundError(conversation_id) from items
-        if isinstance(items, BaseException):
-            raise items
-        if isinstance(indexed, BaseException):
-            raise indexed
+        indexed = await self.index.get(conversation_id)
+        try:
+            items = await self.client.conversation_items(conversation_id)
+        except NotFoundError as exc:
+            raise ConversationNotFoundError(conversation_id) from exc
         if indexed is not None and items:
             return indexed.owner, items
         return (await self.metadata(conversation_id)).get(OWNER_KEY), items
