@@ -10,8 +10,9 @@ file, with ``SqliteRunner``: on the event loop when SQLite need not wait for ano
 else in a worker thread of its own.
 
 - ``run(work)`` runs ``work(connection)`` in one transaction (committed when it returns, rolled
-  back when it raises; on SQLite it may run twice, see ``sqlite_runner``). On PostgreSQL it
-  runs on the store's own async engine (``AsyncConnection.run_sync``): the same code on both.
+  back when it raises; on SQLite it may run twice, see ``sqlite_runner``). On PostgreSQL (and
+  an in-memory SQLite store, which a second engine could not share) it runs on the store's own
+  async engine (``AsyncConnection.run_sync``): the same code either way.
 - ``insert(writes)`` inserts rows into several tables in one transaction.
 - ``prepare(table, rows)`` adds the access-control columns (owner, attributes, tenant) the
   store's own ``insert`` adds: that ``insert`` runs on a copy of the store whose inner store
@@ -162,7 +163,7 @@ class StoreLane:
         if self._reader is not None:  # another call got here first
             return
         url = self._inner._engine.url
-        if url.get_backend_name() == "sqlite":
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self._runner = SqliteRunner(
                 lambda busy_timeout: _sqlite_engine(url, busy_timeout),
                 Engine.dispose,

@@ -162,3 +162,13 @@ async def test_it_waits_for_the_stores_own_write_in_its_thread_not_on_the_loop(
     assert ticks == 20
     assert thread.startswith("llama-entra-store")
     assert [row["id"] for row in await _rows(store, "parents")] == ["first", "second"]
+
+
+async def test_an_in_memory_store_is_written_through_its_own_engine() -> None:
+    memory = await _store(Path(":memory:"))
+    lane = StoreLane(memory)
+    await lane.insert([("parents", {"id": "p1", "label": "in memory"})])
+    assert [row["label"] for row in await _rows(memory, "parents")] == ["in memory"]
+    assert [row["id"] for row in (await lane.fetch_all(table="parents")).data] == ["p1"]
+    await lane.aclose()
+    await memory.sql_store.shutdown()
