@@ -22,6 +22,7 @@ import asyncpg
 
 from llama_entra.conversation_index import IndexedConversation, IndexedTurn
 from llama_entra.database import DatabaseTarget, open_pool, unavailable
+from llama_entra.errors import DatabaseUnavailableError
 
 __all__ = ["PostgresConversationIndex"]
 
@@ -56,6 +57,9 @@ class PostgresConversationIndex:
         self.target = target
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        # Told when the database is lost (the client holder, when this is Llama Stack's own
+        # database: its stores must be restarted once it answers again).
+        self.on_unavailable: Callable[[DatabaseUnavailableError], None] | None = None
 
     async def _ready_pool(self) -> asyncpg.Pool:
         async with self._opening:
@@ -82,10 +86,22 @@ class PostgresConversationIndex:
             except _STALE_CONNECTION as exc:
                 if attempt == 1:
                     continue
-                raise unavailable(exc, self.target) from exc
+                raise self._lost(exc) from exc
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
-                raise unavailable(exc, self.target) from exc
+                raise self._lost(exc) from exc
+            except DatabaseUnavailableError as error:  # the pool could not be opened
+                self._report(error)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost(self, exc: BaseException) -> DatabaseUnavailableError:
+        error = unavailable(exc, self.target)
+        self._report(error)
+        return error
+
+    def _report(self, error: DatabaseUnavailableError) -> None:
+        if self.on_unavailable is not None:
+            self.on_unavailable(error)
 
     async def add(
         self,

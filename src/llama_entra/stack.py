@@ -122,10 +122,15 @@ class ClientHolder:
         if cause is None:
             return error
         lost = DatabaseUnavailableError(self.database.label, cause)
+        self.database_lost(lost)
+        return lost
+
+    def database_lost(self, lost: DatabaseUnavailableError) -> None:
+        """Llama Stack's database was found gone (by a call, or by the conversation index on
+        the same database): in library mode, restart the stack once it answers."""
         if self.mode == "library":
             self.waiting_for = lost
             self.restart_needed.set()
-        return lost
 
     # -- discovery ---------------------------------------------------------------------------
 

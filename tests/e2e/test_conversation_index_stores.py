@@ -127,17 +127,20 @@ async def test_connections_the_server_closed_are_replaced(
         await index.aclose()
 
 
-async def test_an_unreachable_database_is_named_without_its_password(
+async def test_an_unreachable_database_is_named_without_its_password_and_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "never-shown-" + "x" * 8
     target = DatabaseTarget("127.0.0.1", free_port(), "convs", "llama", SecretStr(secret))
     index = PostgresConversationIndex(target)
+    reported: list[DatabaseUnavailableError] = []
+    index.on_unavailable = reported.append
     caplog.set_level(logging.DEBUG)
     try:
-        for _ in range(2):  # the pool is tried again on the next call, not cached as failed
+        for attempt in (1, 2):  # the pool is tried again on the next call, not cached as failed
             with pytest.raises(DatabaseUnavailableError) as raised:
                 await index.of_owner("alice")
+            assert len(reported) == attempt and reported[-1] is raised.value  # told every time
             assert raised.value.status == 503
             assert f"PostgreSQL database 'convs' at 127.0.0.1:{target.port}" in str(raised.value)
             assert "refused" in raised.value.cause

@@ -11,6 +11,7 @@ import pytest
 from llama_entra.backends import ListedModel, ListedProvider
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.errors import (
+    DatabaseUnavailableError,
     NotFoundError,
     UpstreamAuthError,
     UpstreamConnectionError,
@@ -225,3 +226,19 @@ async def test_holder_discovery_failure_is_retried_on_next_use(entra: FakeEntra)
     assert await holder.azure_bases() == {"azure": AZURE_BASE}
     assert await holder.azure_bases() == {"azure": AZURE_BASE}
     assert client.provider_lists == 1
+
+
+def test_a_lost_database_restarts_the_stack_in_library_mode_only() -> None:
+    lost = DatabaseUnavailableError("PostgreSQL database 'd' at h:5432", "connection refused")
+    library = _holder(None)
+    assert library.started
+    library.database_lost(lost)
+    assert not library.started and library.waiting_for is lost
+    service = ClientHolder(
+        LlamaEntraConfig.model_validate({}),
+        FakeStackClient(),  # type: ignore[arg-type]
+        None,
+        mode="service",
+    )
+    service.database_lost(lost)
+    assert service.started and service.waiting_for is None

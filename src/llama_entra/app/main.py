@@ -84,6 +84,8 @@ async def open_resources(
             config, None, manager, mode=config.llama_stack.mode, database=database
         )
         stack.push_async_callback(holder.aclose)
+        if isinstance(index, PostgresConversationIndex) and index.target == database:
+            index.on_unavailable = holder.database_lost  # an outage it sees is the stack's too
         try:
             holder.attach(await start_stack(config, database))
         except DatabaseUnavailableError as exc:

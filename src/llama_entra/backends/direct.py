@@ -16,8 +16,8 @@ conversation in its first event and writes it, whole, only once the answer is co
 
 llama-stack 0.7.3 (``llama_stack_api.conversations``) and OGX (``ogx_api.conversations``)
 share these names and signatures; the adapter hands in its backend's module. What this module
-and its subclasses write or read at the store itself goes through a ``StoreLane`` (one thread
-switch per call on SQLite, not one per statement).
+and its subclasses write or read at the store itself goes through a ``StoreLane`` (on SQLite: on
+the event loop unless it would wait for a lock, never through aiosqlite's thread).
 """
 
 from __future__ import annotations

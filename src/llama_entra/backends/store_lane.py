@@ -138,7 +138,8 @@ class StoreLane:
     async def run[T](self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` in one transaction: committed if it returns, else rolled back."""
         await self._ready()
-        if self._runner is None:  # not SQLite: the store's own engine
+        if self._runner is None:  # not SQLite: the store's own engine (made anew after a reset)
+            await self._inner._ensure_engine()
             async with self._inner._engine.begin() as connection:
                 result: T = await connection.run_sync(work)
                 return result
