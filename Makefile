@@ -16,6 +16,10 @@ VENV_DIR := $(if $(filter ogx,$(BACKEND)),.venv-ogx,.venv)
 export UV_PROJECT_ENVIRONMENT := $(VENV_DIR)
 VENV := $(VENV_DIR)/.installed
 RUN := $(UV) run --frozen --no-sync
+# Tests run in parallel processes, one per core up to 4 (`make test TEST_WORKERS=0` runs them
+# in this process); each test file stays on one worker so its servers start once.
+TEST_WORKERS ?= auto
+PYTEST := $(RUN) pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --durations 15
 
 CONFIG ?= run-configs/llama-entra-azure.yaml
 IMAGE ?= localhost/llama-entra:0.1.0
@@ -29,7 +33,7 @@ help: ## list the targets
 $(VENV): pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet uv
-	$(UV) sync --frozen --extra $(BACKEND)
+	$(UV) sync --frozen --compile-bytecode --extra $(BACKEND)
 	@touch $@
 
 .PHONY: install
@@ -47,17 +51,31 @@ demo: $(VENV) ## emulator + service in library mode on loopback; no Azure needed
 run-llama-stack: $(VENV) ## enrich RUN_CONFIG and run a Llama Stack server on it
 	$(RUN) scripts/llama-stack-entrypoint.sh $(CONFIG) $(RUN_CONFIG)
 
+.PHONY: test-tools
+test-tools: ## install the system programs the tests drive (chromium, promtool, PostgreSQL)
+	scripts/install-test-tools.sh
+
+# Each test process starts servers; without cached bytecode (PYTHONDONTWRITEBYTECODE is set on
+# some machines) every start compiles the project again.
+.PHONY: compile
+compile: $(VENV)
+	@$(RUN) python -m compileall -q src >/dev/null
+
 .PHONY: test
-test: $(VENV) ## all unit and end-to-end tests
-	$(RUN) pytest
+test: $(VENV) test-tools compile ## every unit and end-to-end test, in parallel (what CI runs)
+	$(PYTEST)
+
+.PHONY: test-fast
+test-fast: $(VENV) test-tools compile ## unit tests and the end-to-end tests that start no Llama Stack
+	$(PYTEST) -m "not slow"
 
 .PHONY: test-unit
-test-unit: $(VENV) ## unit tests only
-	$(RUN) pytest tests/unit
+test-unit: $(VENV) test-tools compile ## unit tests only
+	$(PYTEST) tests/unit
 
 .PHONY: test-e2e
-test-e2e: $(VENV) ## end-to-end tests (real servers on loopback)
-	$(RUN) pytest tests/e2e
+test-e2e: $(VENV) test-tools compile ## end-to-end tests (real servers on loopback)
+	$(PYTEST) tests/e2e
 
 .PHONY: lint
 lint: $(VENV) ## ruff (lint + format check), mypy strict, hadolint on the Containerfile

@@ -21,6 +21,8 @@ import pytest
 from llama_entra.backends import active_backend
 from support.service import ROOT, free_port
 
+pytestmark = pytest.mark.slow
+
 _DEADLINE = 120.0
 
 

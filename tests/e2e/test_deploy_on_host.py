@@ -26,6 +26,8 @@ from support.deploy import DEPLOY, config_maps, container, container_env, render
 from support.emulator import EmulatorHandle
 from support.service import ROOT, ServiceHandle, free_port, running_server
 
+pytestmark = pytest.mark.slow
+
 _KEY = "deploy-test-caller-key"
 
 

@@ -264,6 +264,7 @@ asyncio.run(ask())
 """
 
 
+@pytest.mark.slow
 def test_library_client_answers_with_token_in_the_backends_provider_data_header(
     emulator: EmulatorHandle, tmp_path: Any
 ) -> None:

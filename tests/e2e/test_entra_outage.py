@@ -11,9 +11,13 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from llama_entra.config import AzureEntraIdConfig
 from llama_entra.entra import TokenManager
 from llama_entra.errors import TokenUnavailableError
+
+pytestmark = pytest.mark.slow
 
 OUTAGE_SECONDS = 20.0
 CALLERS = 50

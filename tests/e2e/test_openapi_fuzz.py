@@ -8,6 +8,7 @@ answered with a 5xx and every answer matches the documented schema.
 from __future__ import annotations
 
 import httpx
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from support.service import ServiceHandle
+
+pytestmark = pytest.mark.slow
 
 
 def test_no_server_error_and_documented_responses(service: ServiceHandle) -> None:

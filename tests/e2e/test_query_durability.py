@@ -34,6 +34,8 @@ from support.service import (
     start_service,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def _query(service: ServiceHandle, text: str, **fields: Any) -> httpx.Response:
     body = {"query": text, "generate_topic_summary": False, **fields}
@@ -174,7 +176,6 @@ def _two_replicas(
         yield handles
 
 
-@pytest.mark.slow
 def test_two_replicas_never_answer_from_stale_history(
     emulator: EmulatorHandle, postgres: PostgresServer, postgres_db: str, tmp_path: Path
 ) -> None:
@@ -202,7 +203,6 @@ def test_two_replicas_never_answer_from_stale_history(
         assert gone.status_code == 404, gone.text
 
 
-@pytest.mark.slow
 def test_service_mode_keeps_turns_and_history_through_the_server(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:

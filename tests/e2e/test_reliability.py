@@ -23,6 +23,8 @@ from support.service import (
     start_service,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def _query(service: ServiceHandle, text: str) -> httpx.Response:
     return httpx.post(f"{service.url}/v1/query", json={"query": text}, timeout=60)

@@ -93,7 +93,7 @@ def _start(
     return command, f"http://127.0.0.1:{port}", probe
 
 
-@pytest.mark.parametrize("kind", ["serve", "proxy"])
+@pytest.mark.parametrize("kind", [pytest.param("serve", marks=pytest.mark.slow), "proxy"])
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_server_stops_with_idle_keep_alive_client(
     tmp_path: Path, emulator: EmulatorHandle, kind: str, sig: signal.Signals

@@ -205,6 +205,7 @@ def test_proxy_serves_a_rotated_certificate_without_restart(
         assert process.poll() is None  # never restarted
 
 
+@pytest.mark.slow
 def test_serve_https_probes_and_clean_stop_with_idle_tls_client(
     tmp_path: Path, emulator: EmulatorHandle, ca: trustme.CA
 ) -> None:

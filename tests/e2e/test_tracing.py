@@ -30,6 +30,8 @@ from support.service import (
     start_service,
 )
 
+pytestmark = pytest.mark.slow
+
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 # llama-stack 0.7.3's remote::azure calls Azure with a new openai.AsyncOpenAI (httpx) per call,
 # which the httpx instrumentation sees; OGX's library mode reaches Azure through a client it
@@ -285,7 +287,6 @@ def test_tracing_proxy_upstream_call_and_retry(
     assert sum(1 for s in spans if s.name == "azure.unauthorized_retry") == 1
 
 
-@pytest.mark.slow
 def test_tracing_service_mode_trace_includes_the_llama_stack_server_spans(
     emulator: EmulatorHandle, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ runs ``llama-entra serve`` on a free port until the block exits and waits on ``/
 with a deadline; ``start_llama_stack(...)`` runs the container entrypoint script (enrich, then
 the installed backend's server) for service mode. Logs go to files the tests can read. As a
 pytest plugin it gives ``service``: a library-mode service for the emulator's demo identity,
-one per module.
+one per test process.
 """
 
 from __future__ import annotations
@@ -264,11 +264,15 @@ def start_llama_stack(
         yield handle
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(
     emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceHandle]:
-    """A library-mode service wired to the emulator, shared by the tests of one module."""
+    """A library-mode service wired to the emulator, shared by every test that needs no other.
+
+    Started once per test process (a library-mode start is 5-10 s of CPU): tests that need a
+    cold token cache, other settings or a restart start their own with ``start_service``.
+    """
     directory = tmp_path_factory.mktemp("library-service")
     path = service_config(directory, emulator)
     with start_service(path, stack_environment(emulator, directory / "state")) as handle:
