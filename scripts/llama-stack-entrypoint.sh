@@ -5,7 +5,8 @@
 #
 # Enriches RUN_CONFIG (SERVICE_CONFIG decides whether Entra ID is used; --entra says so without
 # a service config, so the server needs no Entra secret at all) into a private temporary file,
-# makes tiktoken's encoding available offline, then execs the installed backend's server on the
+# creates the directories its stores write to (or exits naming one it cannot write), makes
+# tiktoken's encoding available offline, then execs the installed backend's server on the
 # result: `llama stack run` (llama-stack 0.7.3) or `ogx run --insecure` (OGX), with JSON logs.
 # If enrichment fails it exits non-zero with the message: the unenriched config never starts.
 set -euo pipefail
@@ -27,7 +28,7 @@ fi
 umask 077
 work_dir=$(mktemp -d "${TMPDIR:-/tmp}/llama-entra-stack.XXXXXX")
 enriched="$work_dir/run.yaml"
-python -m llama_entra.enrich "${source[@]}" -i "$run_config" -o "$enriched"
+python -m llama_entra.enrich "${source[@]}" -i "$run_config" -o "$enriched" --make-dirs
 
 if [[ -z "${TIKTOKEN_CACHE_DIR:-}" ]]; then
   export TIKTOKEN_CACHE_DIR="$work_dir/tiktoken"

@@ -197,6 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-i", "--input", type=Path, required=True, help="run config to read")
     parser.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    parser.add_argument(
+        "--make-dirs",
+        action="store_true",
+        help="create the directories of the run config's SQLite and file stores, or exit 2 "
+        "naming one that cannot be written (the container entrypoint does this)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
 
         entra = load_config(args.config).azure_entra_id is not None
     enriched, notes = enrich_run_config(load_run_config(args.input), entra=entra)
+    if args.make_dirs:
+        from llama_entra.preflight import prepare_run_config_dirs
+
+        prepare_run_config_dirs(enriched, source=str(args.input))
     try:
         write_enriched(enriched, args.output)
     except OSError as exc:

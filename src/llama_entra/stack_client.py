@@ -35,6 +35,7 @@ from llama_entra.errors import (
     UpstreamError,
 )
 from llama_entra.logs import preserved_logging
+from llama_entra.preflight import prepare_run_config_dirs
 from llama_entra.stack import ClientHolder
 
 __all__ = [
@@ -161,6 +162,7 @@ async def _library_client(config: LlamaEntraConfig, run_config: Path) -> StackCl
     )
     for note in notes:
         logger.info("run config: %s", note)
+    prepare_run_config_dirs(enriched, source=str(run_config))
     target = state_dir / "run-enriched.yaml"
     write_enriched(enriched, target)
     # The builtin Responses provider loads tiktoken's encoding; offline it must be local.

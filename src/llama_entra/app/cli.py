@@ -39,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from llama_entra.app.main import create_app, open_resources
     from llama_entra.config import load_config
     from llama_entra.logs import configure_logging
+    from llama_entra.preflight import check_config_files, prepare_directory
 
     config = load_config(args.config)
+    check_config_files(config, source=str(args.config))
+    prepare_directory(config.service.state_dir, source=str(args.config), key="service.state_dir")
     service = config.service
     overrides = {
         key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from llama_entra.config import ProxyConfig, load_config
     from llama_entra.errors import ConfigError
     from llama_entra.logs import configure_logging
+    from llama_entra.preflight import check_config_files
     from llama_entra.proxy.app import create_proxy_app
     from llama_entra.serving import GracefulServer
     from llama_entra.tls import TlsReloader
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             flag = "--" + str(first["loc"][0]) if first["loc"] else "--upstream"
             raise ConfigError(str(first["msg"]).removeprefix("Value error, "), key=flag) from None
         config = config.model_copy(update={"proxy": proxy})
+    check_config_files(config, source=str(args.config))
     configure_logging(config.service.log_level, config.service.log_format)
     tls = None
     if config.proxy.tls is not None:
