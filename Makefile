@@ -78,11 +78,25 @@ test-e2e: $(VENV) test-tools compile ## end-to-end tests (real servers on loopba
 	$(PYTEST) tests/e2e
 
 .PHONY: lint
-lint: $(VENV) ## ruff (lint + format check), mypy strict, hadolint on the Containerfile
+lint: $(VENV) ## ruff, mypy strict, import layers, hadolint, the docs site built strictly
 	$(RUN) ruff check src tests
 	$(RUN) ruff format --check src tests
 	$(RUN) mypy
+	$(RUN) lint-imports --no-cache
 	$(RUN) hadolint --no-color Containerfile
+	$(RUN) mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
+
+.PHONY: docs
+docs: $(VENV) ## build the documentation site into site/ (strict: a broken link fails)
+	$(RUN) mkdocs build --strict
+
+.PHONY: config-reference
+config-reference: $(VENV) ## regenerate docs/reference/configuration.md from the config models
+	$(RUN) python scripts/config_reference.py
+
+.PHONY: docs-serve
+docs-serve: $(VENV) ## preview the documentation site at http://127.0.0.1:8000
+	$(RUN) mkdocs serve
 
 .PHONY: format
 format: $(VENV) ## apply ruff's fixes and formatting

@@ -35,4 +35,4 @@ if [[ -z "${TIKTOKEN_CACHE_DIR:-}" ]]; then
 fi
 python -c 'import os; from llama_entra.enrich import ensure_tiktoken_cache; ensure_tiktoken_cache(os.environ["TIKTOKEN_CACHE_DIR"])'
 
-exec python -m llama_entra.backends "$enriched" "$@"
+exec python -m llama_entra.stack "$enriched" "$@"

@@ -32,7 +32,7 @@ import pytest
 
 from llama_entra.backends import StackClient, active_backend
 from llama_entra.config import load_config
-from llama_entra.stack_client import start_stack
+from llama_entra.stack.build import start_stack
 from support.bench import Summary, report, summarize
 from support.emulator import EmulatorHandle
 from support.service import ServiceHandle, service_config, stack_environment, start_service

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from llama_entra.conversation_index import ConversationIndex, IndexedTurn, SqliteConversationIndex
-from llama_entra.conversation_index_postgres import PostgresConversationIndex
-from llama_entra.database import DatabaseTarget
+from llama_entra.conversations.index import ConversationIndex, IndexedTurn, SqliteConversationIndex
+from llama_entra.conversations.index_postgres import PostgresConversationIndex
 from llama_entra.errors import DatabaseUnavailableError
+from llama_entra.storage.database import DatabaseTarget
 from support.postgres import PostgresServer
 from support.service import free_port
 

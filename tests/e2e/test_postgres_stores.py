@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from llama_entra.database import STARTUP_LOCK_KEY
+from llama_entra.storage.database import STARTUP_LOCK_KEY
 from support.emulator import EmulatorHandle
 from support.postgres import PostgresServer
 from support.service import (

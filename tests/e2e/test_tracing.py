@@ -303,12 +303,21 @@ def test_tracing_service_mode_trace_includes_the_llama_stack_server_spans(
             request_id = _query(service.url, "across the hop")
 
             def joined(spans: list[ReceivedSpan]) -> bool:
+                # Each process exports in its own batches: wait for the server's side of the
+                # chat call itself, not just any server span of the trace (models, ...).
                 root = [
                     s for s in spans if s.attributes.get("llama_entra.request_id") == request_id
                 ]
-                return bool(root) and any(
-                    s.service == backend and s.trace_id == root[0].trace_id and s.kind == SERVER
-                    for s in spans
+                if not root:
+                    return False
+                trace = [s for s in spans if s.trace_id == root[0].trace_id]
+                chats = [s.span_id for s in trace if s.name == "llama_stack.chat_completions"]
+                chat_clients = {
+                    s.span_id for s in trace if s.kind == CLIENT and s.parent_id in chats
+                }
+                return any(
+                    s.service == backend and s.kind == SERVER and s.parent_id in chat_clients
+                    for s in trace
                 )
 
             receiver.wait_for(joined, deadline_seconds=30)

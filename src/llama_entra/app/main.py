@@ -31,14 +31,14 @@ from llama_entra.app.routers import (
 )
 from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
 from llama_entra.config import LlamaEntraConfig
-from llama_entra.conversation_index import ConversationIndex, SqliteConversationIndex
-from llama_entra.conversation_index_postgres import PostgresConversationIndex
 from llama_entra.conversations import ConversationStore
-from llama_entra.database import DatabaseTarget, configured_database
+from llama_entra.conversations.index import ConversationIndex, SqliteConversationIndex
+from llama_entra.conversations.index_postgres import PostgresConversationIndex
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
 from llama_entra.stack import ClientHolder
-from llama_entra.stack_client import keep_stack_running, library_database, start_stack
+from llama_entra.stack.build import keep_stack_running, library_database, start_stack
+from llama_entra.storage.database import DatabaseTarget, configured_database
 
 __all__ = ["ServiceResources", "create_app", "open_resources"]
 

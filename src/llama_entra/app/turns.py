@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llama_entra.app.schemas import QueryRequest
-from llama_entra.conversation_index import IndexedTurn
 from llama_entra.conversations import ConversationStore
+from llama_entra.conversations.history_cache import CachedHistory
+from llama_entra.conversations.index import IndexedTurn
 from llama_entra.errors import LlamaEntraError
-from llama_entra.history_cache import CachedHistory
 from llama_entra.stack import ClientHolder, ModelInfo
 
 __all__ = [

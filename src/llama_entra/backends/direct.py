@@ -28,9 +28,9 @@ from types import ModuleType
 from typing import Any
 
 from llama_entra.backends.base import JSON, ConversationRecord
+from llama_entra.backends.conversation_ids import new_conversation_id
 from llama_entra.backends.records import conversation_record
 from llama_entra.backends.store_lane import StoreLane
-from llama_entra.conversation_ids import new_conversation_id
 
 __all__ = ["CONVERSATIONS_TABLE", "DirectConversations", "ItemPage"]
 

@@ -30,12 +30,12 @@ from llama_entra.backends.direct import DirectConversations
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model, to_json
+from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
     UpstreamConnectionError,
     UpstreamUnavailableError,
 )
-from llama_entra.upstream import body_message, translate_common, upstream_error
 
 __all__ = ["LlamaStackBackend"]
 

@@ -35,12 +35,12 @@ from llama_entra.backends.direct import DirectConversations, ItemPage
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
+from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
     UpstreamConnectionError,
     UpstreamUnavailableError,
 )
-from llama_entra.upstream import body_message, translate_common, upstream_error
 
 __all__ = ["OgxBackend"]
 

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import Result
 
-from llama_entra.sqlite_runner import SqliteRunner, configure
+from llama_entra.storage.sqlite_runner import SqliteRunner, configure
 
 __all__ = ["Rows", "StoreLane"]
 

@@ -86,7 +86,7 @@ def test_openai_routes_get_openai_errors_and_models_gets_both() -> None:
 def test_library_exceptions_get_the_llama_stack_servers_status(
     raised: Exception, status: int
 ) -> None:
-    from llama_entra.upstream import translate_common
+    from llama_entra.backends.upstream import translate_common
 
     translated = translate_common(raised)
     assert isinstance(translated, UpstreamError)

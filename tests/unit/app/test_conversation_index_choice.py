@@ -10,10 +10,10 @@ from pydantic import SecretStr
 
 from llama_entra.app.main import conversation_index
 from llama_entra.config import parse_config
-from llama_entra.conversation_index import SqliteConversationIndex
-from llama_entra.conversation_index_postgres import PostgresConversationIndex
-from llama_entra.database import DatabaseTarget
+from llama_entra.conversations.index import SqliteConversationIndex
+from llama_entra.conversations.index_postgres import PostgresConversationIndex
 from llama_entra.errors import ConfigError
+from llama_entra.storage.database import DatabaseTarget
 
 RUN_CONFIG_DB = DatabaseTarget("run-db", 5432, "stores", "llama", SecretStr("pw"))
 OWN_DB = {"host": "index-db", "port": 6543, "db": "index", "user": "u", "password": "p-secret"}

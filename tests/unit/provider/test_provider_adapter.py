@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from llama_entra.backends import active_backend
+from llama_entra.backends.upstream import upstream_error
 from llama_entra.errors import (
     TokenRejectedError,
     TokenUnavailableError,
@@ -18,7 +19,6 @@ from llama_entra.errors import (
 )
 from llama_entra.provider import get_provider_spec
 from llama_entra.provider.adapter import entra_errors
-from llama_entra.upstream import upstream_error
 
 _REQUEST = httpx.Request("POST", "https://azure.test/openai/v1/chat/completions")
 

@@ -19,8 +19,8 @@ from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
 from llama_entra.app.errors import error_code, openai_error, status_and_body
 from llama_entra.app.schemas import ChatCompletionRequest, OpenAIErrorResponse, ResponsesRequest
 from llama_entra.auth import Principal
+from llama_entra.backends.upstream import looks_like_azure_refusal
 from llama_entra.errors import LlamaEntraError, UpstreamError
-from llama_entra.upstream import looks_like_azure_refusal
 
 __all__ = ["router"]
 

@@ -13,7 +13,7 @@ from xml.parsers import expat
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llama_entra.conversation_ids import valid_conversation_id
+from llama_entra.backends.conversation_ids import valid_conversation_id
 
 __all__ = ["ATTACHMENT_TYPES", "Attachment", "QueryRequest", "QueryResponse", "ReferencedDocument"]
 

@@ -6,13 +6,13 @@ import httpx
 import openai
 import pytest
 
+from llama_entra.backends.upstream import translate_common, upstream_error
 from llama_entra.errors import (
     NotFoundError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamUnavailableError,
 )
-from llama_entra.upstream import translate_common, upstream_error
 
 _REQUEST = httpx.Request("POST", "https://azure.example/openai/v1/chat/completions")
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from llama_entra.backends.base import ConversationRecord
-from llama_entra.conversation_index import IndexedConversation, IndexedTurn
 from llama_entra.conversations import OWNER_KEY, ConversationStore
+from llama_entra.conversations.history_cache import HistoryCache
+from llama_entra.conversations.index import IndexedConversation, IndexedTurn
 from llama_entra.errors import ConversationNotFoundError, DatabaseUnavailableError, NotFoundError
-from llama_entra.history_cache import HistoryCache
 
 _CONVERSATION = "conv_" + "ab" * 24
 _TURN = IndexedTurn("azure/m", "azure", 1.0, 2.0)

@@ -1,4 +1,4 @@
-"""Replace this process with the installed backend's server: ``python -m llama_entra.backends
+"""Replace this process with the installed backend's server: ``python -m llama_entra.stack
 RUN.yaml [server options...]`` (``llama stack run`` or ``ogx run --insecure``, JSON logs).
 
 The container entrypoint calls it after enriching the run config, so the script itself never
@@ -17,16 +17,14 @@ from pathlib import Path
 
 from llama_entra.backends import active_backend
 from llama_entra.errors import LlamaEntraError
-from llama_entra.stack_client import create_server_tables
+from llama_entra.stack.build import create_server_tables
 from llama_entra.telemetry.server import traced_server
 
 
 def main(argv: list[str]) -> None:
     """Exec the server for ``argv[0]`` with the remaining arguments passed through."""
     if not argv:
-        print(
-            "usage: python -m llama_entra.backends RUN_CONFIG [server options...]", file=sys.stderr
-        )
+        print("usage: python -m llama_entra.stack RUN_CONFIG [server options...]", file=sys.stderr)
         raise SystemExit(2)
     run_config = Path(argv[0])
     try:

@@ -9,6 +9,9 @@ the token, gets one fresh token and retries the call once.
 In library mode on a PostgreSQL run config the client may come later (``attach``): until then
 every use of ``client`` raises ``DatabaseUnavailableError``; readiness checks the database too,
 and a lost database in any call becomes that error (503 naming the database).
+
+Just over 400 lines on purpose: every call path (plain, streamed, Responses) goes through the
+same retry and provider-data steps, and keeping them in one class keeps them one policy.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from pydantic import SecretStr
 
 from llama_entra.backends import StackClient, active_backend
 from llama_entra.config import LlamaEntraConfig
-from llama_entra.database import DatabaseTarget, database_cause, ping
 from llama_entra.entra import TokenManager
 from llama_entra.errors import (
     DatabaseUnavailableError,
@@ -35,6 +37,7 @@ from llama_entra.errors import (
     UpstreamConnectionError,
     UpstreamError,
 )
+from llama_entra.storage.database import DatabaseTarget, database_cause, ping
 from llama_entra.telemetry import spans
 
 __all__ = ["AZURE_PROVIDER_TYPE", "ClientHolder", "ModelInfo"]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from llama_entra.backends import StackClient, active_backend, package_version
 from llama_entra.config import LlamaEntraConfig
-from llama_entra.database import DatabaseTarget, find_database, ping, startup_lock
 from llama_entra.enrich import (
     enrich_run_config,
     ensure_tiktoken_cache,
@@ -36,7 +35,8 @@ from llama_entra.errors import (
 )
 from llama_entra.logs import preserved_logging
 from llama_entra.preflight import prepare_run_config_dirs
-from llama_entra.stack import ClientHolder
+from llama_entra.stack.holder import ClientHolder
+from llama_entra.storage.database import DatabaseTarget, find_database, ping, startup_lock
 
 __all__ = [
     "build_stack_client",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llama_entra.conversation_ids import llama_stack_id, valid_conversation_id
+from llama_entra.backends.conversation_ids import llama_stack_id, valid_conversation_id
 from llama_entra.conversations import ConversationStore
 from llama_entra.errors import InvalidInputError
 

@@ -1,4 +1,4 @@
-"""Unit tests of ``llama_entra.database``: finding the database in a run config, naming it,
+"""Unit tests of ``llama_entra.storage.database``: finding the database in a run config, naming it,
 and telling a lost database apart from other failures (no server needed here; the e2e tests
 run a real PostgreSQL)."""
 
@@ -14,10 +14,10 @@ import sqlalchemy.exc
 import yaml
 from pydantic import SecretStr
 
-from llama_entra.database import DatabaseTarget, database_cause, find_database
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
+from llama_entra.storage.database import DatabaseTarget, database_cause, find_database
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 POSTGRES_RUN = yaml.safe_load((ROOT / "run-configs" / "azure-postgres.yaml").read_text())
 TARGET = DatabaseTarget("db.example", 5432, "llamastack", "llama", SecretStr("hunter2-secret"))
 

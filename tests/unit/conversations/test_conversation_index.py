@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_entra.conversation_index import IndexedTurn, SqliteConversationIndex
+from llama_entra.conversations.index import IndexedTurn, SqliteConversationIndex
 
 
 def _turn(seconds: float) -> IndexedTurn:

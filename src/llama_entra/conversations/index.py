@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from llama_entra.sqlite_runner import SqliteRunner, configure
+from llama_entra.storage.sqlite_runner import SqliteRunner, configure
 
 __all__ = ["ConversationIndex", "IndexedConversation", "IndexedTurn", "SqliteConversationIndex"]
 

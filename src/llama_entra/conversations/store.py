@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llama_entra.backends import StackClient
-from llama_entra.conversation_ids import llama_stack_id, new_conversation_id
-from llama_entra.conversation_index import ConversationIndex, IndexedConversation, IndexedTurn
+from llama_entra.backends.conversation_ids import llama_stack_id, new_conversation_id
+from llama_entra.conversations.history_cache import CachedHistory, HistoryCache
+from llama_entra.conversations.index import ConversationIndex, IndexedConversation, IndexedTurn
 from llama_entra.errors import ConversationNotFoundError, NotFoundError
-from llama_entra.history_cache import CachedHistory, HistoryCache
-from llama_entra.stack import ClientHolder
+from llama_entra.stack.holder import ClientHolder
 
 __all__ = ["OWNER_KEY", "ConversationStore", "Opened", "Turn", "iso", "turns_of"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import llama_entra.sqlite_runner as sqlite_runner
-from llama_entra.sqlite_runner import SqliteRunner, configure
+import llama_entra.storage.sqlite_runner as sqlite_runner
+from llama_entra.storage.sqlite_runner import SqliteRunner, configure
 
 
 def _opener(path: Path, opened: list[float]) -> SqliteRunner[sqlite3.Connection]:

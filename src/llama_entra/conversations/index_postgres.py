@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from llama_entra.conversation_index import IndexedConversation, IndexedTurn
-from llama_entra.database import DatabaseTarget, open_pool, unavailable
+from llama_entra.conversations.index import IndexedConversation, IndexedTurn
 from llama_entra.errors import DatabaseUnavailableError
+from llama_entra.storage.database import DatabaseTarget, open_pool, unavailable
 
 __all__ = ["PostgresConversationIndex"]
 

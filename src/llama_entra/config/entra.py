@@ -1,0 +1,98 @@
+"""``azure_entra_id``: the identity llama-entra gets Entra ID tokens for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from llama_entra.config.base import StrictModel, blank
+
+__all__ = ["COGNITIVE_SERVICES_SCOPE", "PUBLIC_AUTHORITY", "AzureEntraIdConfig", "CredentialKind"]
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+CredentialKind = Literal[
+    "client_secret", "certificate", "managed_identity", "workload_identity", "default"
+]
+
+
+class AzureEntraIdConfig(StrictModel):
+    """The Entra ID identity whose tokens authenticate Azure OpenAI inference."""
+
+    tenant_id: str | None = Field(None, description="Directory (tenant) id.")
+    client_id: str | None = Field(
+        None, description="Application (client) id; for managed identity, a user-assigned id."
+    )
+    credential: CredentialKind = Field(
+        "client_secret", description="Which azure-identity credential to use."
+    )
+    client_secret: SecretStr | None = Field(None, description="Client secret (client_secret).")
+    certificate_path: Path | None = Field(
+        None, description="PEM or PFX file with the private key (certificate)."
+    )
+    certificate_password: SecretStr | None = Field(
+        None, description="Password of the certificate file, if any."
+    )
+    send_certificate_chain: bool = Field(
+        False, description="Send the x5c chain (subject name/issuer authentication)."
+    )
+    federated_token_file: Path | None = Field(
+        None,
+        description="workload_identity: projected token file; default AZURE_FEDERATED_TOKEN_FILE.",
+    )
+    authority_host: str = Field(
+        PUBLIC_AUTHORITY, description="Entra authority: public, sovereign cloud, or the emulator."
+    )
+    ca_bundle: Path | None = Field(
+        None,
+        description="CA bundle (PEM) trusted for the authority instead of the system CAs, "
+        "e.g. the emulator's ca.pem.",
+    )
+    scope: str = Field(COGNITIVE_SERVICES_SCOPE, description="Scope of the requested token.")
+    refresh_margin_seconds: int = Field(
+        300, ge=0, description="Refresh when less than this is left, or at the token's refresh_on."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest wait for one token request before it counts as failed."
+    )
+    api_base: str | None = Field(
+        None, description="Azure OpenAI base URL; default: base_url of the remote::azure provider."
+    )
+
+    @model_validator(mode="after")
+    def _credential_has_its_fields(self) -> AzureEntraIdConfig:
+        required: dict[str, tuple[str, ...]] = {
+            "client_secret": ("tenant_id", "client_id", "client_secret"),
+            "certificate": ("tenant_id", "client_id", "certificate_path"),
+            "workload_identity": (),
+            "managed_identity": (),
+            "default": (),
+        }
+        missing = [name for name in required[self.credential] if blank(getattr(self, name))]
+        if self.credential == "workload_identity":
+            # AKS injects these; config values win over them (see llama_entra.entra.credentials).
+            fallbacks = {
+                "tenant_id": "AZURE_TENANT_ID",
+                "client_id": "AZURE_CLIENT_ID",
+                "federated_token_file": "AZURE_FEDERATED_TOKEN_FILE",
+            }
+            missing = [
+                f"{name} (or {env})"
+                for name, env in fallbacks.items()
+                if blank(getattr(self, name)) and not os.environ.get(env)
+            ]
+        if missing:
+            raise ValueError(
+                f"credential {self.credential} needs {', '.join(missing)} (missing or empty)"
+            )
+        if not self.authority_host.startswith("https://"):
+            raise ValueError("authority_host must be an https:// URL")
+        return self
