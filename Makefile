@@ -21,6 +21,10 @@ RUN := $(UV) run --frozen --no-sync
 TEST_WORKERS ?= auto
 PYTEST := $(RUN) pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --durations 15
 
+# Material for MkDocs prints its end-of-life notice (May 2027; Zensical succeeds it) on every
+# build; the docs build is quiet otherwise.
+export NO_MKDOCS_2_WARNING := 1
+
 CONFIG ?= run-configs/llama-entra-azure.yaml
 IMAGE ?= localhost/llama-entra:0.1.0
 ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)

@@ -1,4 +1,4 @@
-"""Unit: the configuration reference is generated from the models and the committed page is current."""
+"""Unit: the configuration reference comes from the models; the committed page is current."""
 
 from __future__ import annotations
 
