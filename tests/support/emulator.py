@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from llama_entra.emulator.state import OUTCOMES
+
 __all__ = ["EmulatorHandle", "start_emulator"]
 
 _START_DEADLINE = 30.0
@@ -119,6 +121,65 @@ class EmulatorHandle:
         response.raise_for_status()
         headers: list[dict[str, str]] = response.json()
         return headers
+
+    @property
+    def client_object_id(self) -> str:
+        """Object id (the tokens' ``oid``) of the demo client's service principal."""
+        object_id: str = self.info["client_object_id"]
+        return object_id
+
+    @property
+    def cert_client_object_id(self) -> str:
+        """Object id of the certificate client's service principal."""
+        object_id: str = self.info["cert_client_object_id"]
+        return object_id
+
+    def set_limits(
+        self,
+        model: str,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        context_window: int | None = None,
+    ) -> dict[str, Any]:
+        """Set a deployment's quota exactly (None: unlimited rate, default context window)."""
+        body = {"model": model, "rpm": rpm, "tpm": tpm, "context_window": context_window}
+        result: dict[str, Any] = self._post("/limits", body)
+        return result
+
+    def limits(self) -> dict[str, Any]:
+        """Each deployment's quota and what its rate-limit window holds now."""
+        response = self._http.get("/limits")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def throttle_next(self, count: int, retry_after: float, model: str | None = None) -> None:
+        """The next ``count`` Azure OpenAI calls (of ``model``, or any) answer 429."""
+        body = {"throttle_next": count, "throttle_retry_after": retry_after}
+        self._post("/faults", {**body, "throttle_model": model})
+
+    def set_role(self, object_id: str, assigned: bool) -> None:
+        """Give the principal the Azure OpenAI role, or take it away (401 PermissionDenied)."""
+        self._post("/roles", {"object_id": object_id, "assigned": assigned})
+
+    def roles(self) -> dict[str, Any]:
+        """The registered principals, their object ids and role assignments."""
+        response = self._http.get("/roles")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def azure_calls(self, model: str | None = None) -> dict[str, Any]:
+        """Azure OpenAI calls by outcome: per deployment, or of ``model`` alone."""
+        calls: dict[str, Any] = self.counters()["azure_calls"]
+        if model is None:
+            return calls
+        outcomes: dict[str, Any] = calls.get(model) or dict.fromkeys(OUTCOMES, 0)
+        return outcomes
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's time forward until the next reset (windows empty, tokens expire)."""
+        self._post("/clock", {"advance_seconds": seconds})
 
     def close(self) -> None:
         """Close the control client (the process is stopped by its owner)."""

@@ -1,27 +1,42 @@
 """The Azure OpenAI half of the emulator: models and chat completions behind Entra tokens.
 
-Accepts only unexpired tokens the emulator issued (``Authorization: Bearer``) or the configured
-static key (``api-key`` or Bearer), and answers 401 the way Azure does otherwise. Replies are
-derived from the prompt ("You said: ..."), so tests can assert on them; ``!call QUERY`` and tool
-results drive tool calling (``llama_entra.emulator.tools``). A user message starting
-with ``!status NNN`` makes the call fail with that status (429 carries ``retry-after: 1``), to
-test how callers handle Azure errors.
+Callers are checked as Azure checks them (``caller``: key or token, audience, role), and each
+chat completion goes through Azure's deployment checks (``gate``: throttling, rate limits,
+context window, prompt filter, ``!status NNN``) before the model answers. Replies are derived
+from the prompt ("You said: ..."), so tests can assert on them; ``!call QUERY`` and tool
+results drive tool calling (``tools``), ``!filter-prompt`` and ``!filter-completion`` the
+content filter (``content_filter``). Successful completions carry Azure's content filter
+annotations; streams use Azure's chunk shapes (``chat_stream``). An unknown deployment is
+Azure's 404 ``DeploymentNotFound``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from llama_entra.emulator.caller import check_caller
+from llama_entra.emulator.chat_stream import StreamedReply, chat_stream
+from llama_entra.emulator.content_filter import (
+    completion_results,
+    completion_trigger,
+    cut_reply,
+    prompt_filter_results,
+)
+from llama_entra.emulator.gate import (
+    DEFAULT_API_VERSION,
+    DeploymentCall,
+    admit,
+    deployment_not_found,
+    finish,
+)
+from llama_entra.emulator.limits import CallCost, estimate_tokens
 from llama_entra.emulator.state import EmulatorState
 from llama_entra.emulator.tools import tool_call_for, tool_result_words
 
@@ -31,10 +46,10 @@ __all__ = [
     "emulator_state",
     "error_response",
     "json_response",
+    "read_json",
     "reply_for",
 ]
 
-_STATUS_PROMPT = re.compile(r"^!status (\d{3})\b")
 _MAX_REPLY_WORDS = 64
 
 
@@ -63,23 +78,22 @@ def json_response(request: Request, payload: Any) -> Response:
 
 
 def authorized(request: Request) -> Response | None:
-    """None when the caller may proceed, else Azure's 401 answer."""
-    state = emulator_state(request)
-    state.recent_headers.append(dict(request.headers))
-    key = request.headers.get("api-key")
-    bearer = request.headers.get("authorization", "")
-    presented = key or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
-    if presented and state.accepts(presented):
-        return None
-    state.unauthorized += 1
-    if not presented:
-        message = "Access denied due to missing subscription key or token."
-    else:
-        message = (
-            "Unauthorized. Access token is missing, invalid, audience is incorrect "
-            "(https://cognitiveservices.azure.com), or have expired."
+    """None when the caller may proceed, else Azure's 401 answer (see ``caller``)."""
+    refusal = check_caller(emulator_state(request), request)
+    return None if refusal is None else refusal.response
+
+
+async def read_json(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object, or the 400 for a body that is not one."""
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return error_response(400, "invalid_request_error", "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return error_response(
+            400, "invalid_request_error", "The request body must be a JSON object."
         )
-    return error_response(401, "401", message)
+    return body
 
 
 async def list_models(request: Request) -> Response:
@@ -97,67 +111,90 @@ async def list_models(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     """``POST /openai/v1/chat/completions`` and the classic per-deployment route."""
-    if (denied := authorized(request)) is not None:
-        return denied
     state = emulator_state(request)
+    refusal = check_caller(state, request)
     deployment = request.path_params.get("deployment")
     if deployment is not None and "api-version" not in request.query_params:
-        return error_response(404, "404", "Resource not found")
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        return error_response(400, "invalid_request_error", "The request body is not valid JSON.")
-    if not isinstance(body, dict):
-        return error_response(
-            400, "invalid_request_error", "The request body must be a JSON object."
-        )
-    model = deployment or body.get("model")
+        return refusal.response if refusal else error_response(404, "404", "Resource not found")
+    body = await read_json(request)
+    named = deployment or (body.get("model") if isinstance(body, dict) else None)
+    model = named if isinstance(named, str) else None
+    if refusal is not None:
+        return finish(state, model, refusal.response, refusal.outcome)
+    if isinstance(body, Response):
+        return body
     if model not in state.settings.models:
-        return error_response(
-            404,
-            "DeploymentNotFound",
-            "The API deployment for this resource does not exist. If you created the deployment "
-            "within the last 5 minutes, please wait a moment and try again.",
-        )
+        return finish(state, model, deployment_not_found(), "not_found")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return error_response(400, "invalid_request_error", "'messages' must be a non-empty array.")
+        invalid = error_response(
+            400, "invalid_request_error", "'messages' must be a non-empty array."
+        )
+        return finish(state, model, invalid, "error")
     prompt = _last_user_text(messages)
-    if (match := _STATUS_PROMPT.match(prompt)) is not None:
-        status = int(match.group(1))
-        headers = {"retry-after": "1"} if status == 429 else None
-        return error_response(status, str(status), f"Injected status {status} (emulator).", headers)
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    texts = [_text(m) for m in messages if isinstance(m, dict)]
+    cost = CallCost(estimate_tokens(texts), max_tokens if isinstance(max_tokens, int) else None)
+    api_version = request.query_params.get("api-version") or DEFAULT_API_VERSION
+    call = DeploymentCall("chat", model, cost, prompt, api_version)
+    if (refused := admit(state, call)) is not None:
+        return finish(state, model, refused.response, refused.outcome)
     state.completions += 1
+    filtered = completion_trigger(prompt)
+    answer = _answer(request, state, call, body, messages, filtered)
+    return finish(state, model, answer, "ok" if filtered is None else "content_filter")
+
+
+def _answer(
+    request: Request,
+    state: EmulatorState,
+    call: DeploymentCall,
+    body: dict[str, Any],
+    messages: list[Any],
+    filtered: str | None,
+) -> Response:
+    prompt, model = call.prompt, call.model
     last = messages[-1] if isinstance(messages[-1], dict) else {}
-    call = tool_call_for(body, prompt, last.get("role"))
-    words = tool_result_words(last, _text(last)) or reply_for(
-        prompt, body.get("max_tokens") or body.get("max_completion_tokens")
-    )
-    if call is not None:
+    tool_call = tool_call_for(body, prompt, last.get("role"))
+    words = tool_result_words(last, _text(last)) or reply_for(prompt, call.cost.max_tokens)
+    if tool_call is not None:
         words = []
-    usage = {
-        "prompt_tokens": sum(len(_text(m).split()) or 1 for m in messages if isinstance(m, dict)),
-        "completion_tokens": len(words),
-    }
+    finish_reason = "length" if len(words) < len(_reply_words(prompt)) else "stop"
+    if tool_call is not None:
+        finish_reason = "tool_calls"
+    elif last.get("role") == "tool":
+        finish_reason = "stop"
+    if filtered is not None:
+        words, finish_reason = cut_reply(words), "content_filter"
+    usage = {"prompt_tokens": call.cost.prompt_tokens, "completion_tokens": len(words)}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     identity = "chatcmpl-" + hashlib.sha256(f"{model}:{prompt}".encode()).hexdigest()[:24]
-    finish = "length" if len(words) < len(_reply_words(prompt)) else "stop"
-    if call is not None:
-        finish = "tool_calls"
-    elif last.get("role") == "tool":
-        finish = "stop"
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        deltas = call.stream_deltas() if call else None
-        chunks = _stream(
-            state, identity, model, words, finish, usage if include_usage else None, deltas
+        reply = StreamedReply(
+            identity,
+            model,
+            words,
+            finish_reason,
+            usage if include_usage else None,
+            tool_call.stream_deltas() if tool_call else None,
+            filtered,
         )
         return StreamingResponse(
-            chunks, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+            chat_stream(state, reply),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
         )
     message: dict[str, Any] = {"role": "assistant", "content": " ".join(words), "refusal": None}
-    if call is not None:
-        message |= {"content": None, "tool_calls": [call.as_message_call()]}
+    if tool_call is not None:
+        message |= {"content": None, "tool_calls": [tool_call.as_message_call()]}
+    choice = {
+        "index": 0,
+        "message": message,
+        "finish_reason": finish_reason,
+        "logprobs": None,
+        "content_filter_results": completion_results(filtered),
+    }
     return json_response(
         request,
         {
@@ -165,11 +202,10 @@ async def chat_completions(request: Request) -> Response:
             "object": "chat.completion",
             "created": int(state.clock()),
             "model": model,
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-            ],
+            "choices": [choice],
             "usage": usage,
             "system_fingerprint": "fp_emulator",
+            "prompt_filter_results": prompt_filter_results(),
         },
     )
 
@@ -184,50 +220,6 @@ def reply_for(prompt: str, max_tokens: object = None) -> list[str]:
 
 def _reply_words(prompt: str) -> list[str]:
     return ["You", "said:", *(prompt.split() or ["nothing."])][:_MAX_REPLY_WORDS]
-
-
-async def _stream(
-    state: EmulatorState,
-    identity: str,
-    model: str,
-    words: list[str],
-    finish: str,
-    usage: dict[str, int] | None,
-    deltas: list[dict[str, Any]] | None = None,
-) -> AsyncIterator[bytes]:
-    created = int(state.clock())
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-        payload = {
-            "id": identity,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [choice],
-        }
-        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-    if state.faults.first_chunk_delay:  # a model's time to first token
-        await asyncio.sleep(state.faults.first_chunk_delay)
-    for delta in deltas or [{"role": "assistant", "content": ""}]:
-        yield chunk(delta)
-    for index, word in enumerate(words):
-        if state.faults.stream_delay:
-            await asyncio.sleep(state.faults.stream_delay)
-        yield chunk({"content": word if index == 0 else f" {word}"})
-    yield chunk({}, finish)
-    if usage is not None:
-        payload = {
-            "id": identity,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": usage,
-        }
-        yield b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
 
 
 def _last_user_text(messages: list[Any]) -> str:

@@ -1,29 +1,44 @@
 """``llama-entra emulator``: run the local Entra ID + Azure OpenAI emulator over HTTPS.
 
-On start it writes ``emulator.json`` into the state directory (URL, CA path, tenant, clients,
-model) and prints the environment variables that point llama-entra at it. ``python -m
-llama_entra.emulator`` does the same.
+On start it writes ``emulator.json`` into the state directory (URL, CA path, tenant, clients
+and their object ids, models, quota) and prints the environment variables that point
+llama-entra at it. ``python -m llama_entra.emulator`` does the same.
+
+Quota per chat deployment, each option repeatable: ``--rpm MODEL=N`` (requests per minute),
+``--tpm MODEL=N`` (tokens per minute), ``--context-window MODEL=N`` (tokens; default 1047576,
+GPT-4.1's). Without ``--rpm``/``--tpm`` a deployment is not rate-limited.
+``POST /_emulator/limits`` changes them at run time (``emulator.controls``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from llama_entra.errors import ConfigError
 from llama_entra.serving import GracefulServer
 
+if TYPE_CHECKING:
+    from llama_entra.emulator.limits import DeploymentLimits
+
 __all__ = ["add_arguments", "main", "run"]
 
 READY_FILE = "emulator.json"
 SHUTDOWN_TIMEOUT_SECONDS = 5  # how long a stream may finish after SIGTERM/Ctrl-C
+
+_QUOTA_OPTIONS = {
+    "--rpm": "requests per minute a chat deployment admits",
+    "--tpm": "estimated tokens per minute a chat deployment admits",
+    "--context-window": "context window of a chat deployment in tokens (default 1047576)",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +78,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--static-api-key", help="API key Azure OpenAI also accepts (default: a demo key)"
     )
+    for flag, meaning in _QUOTA_OPTIONS.items():
+        parser.add_argument(
+            flag, action="append", default=[], metavar="MODEL=N", help=f"{meaning} (repeatable)"
+        )
+
+
+def _quota(args: argparse.Namespace, models: tuple[str, ...]) -> dict[str, DeploymentLimits]:
+    """The ``--rpm``/``--tpm``/``--context-window`` options as limits per deployment."""
+    from llama_entra.emulator.limits import DeploymentLimits
+
+    values: dict[str, dict[str, int]] = {}
+    for flag in _QUOTA_OPTIONS:
+        name = flag.removeprefix("--").replace("-", "_")
+        for entry in getattr(args, name):
+            model, sep, raw = entry.rpartition("=")
+            if not sep or not model or not raw.isdigit():
+                raise ConfigError("expected MODEL=N with N a whole number", key=flag)
+            if model not in models:
+                raise ConfigError(f"no chat deployment named {model!r} (see --model)", key=flag)
+            if name == "context_window" and int(raw) < 1:
+                raise ConfigError("must be at least 1", key=flag)
+            values.setdefault(model, {})[name] = int(raw)
+    return {model: DeploymentLimits(**given) for model, given in values.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     settings.embedding_dimension = args.embedding_dimension
     if args.static_api_key:
         settings.static_api_key = args.static_api_key
+    settings.deployment_limits = _quota(args, settings.models)
     state_dir: Path = args.state_dir.resolve()
     try:
         certificates = ensure_server_certificates(state_dir)
@@ -127,8 +166,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe(settings: Any, url: str, ca_path: Path, cert_path: Path) -> dict[str, Any]:
+    from llama_entra.emulator.limits import DeploymentLimits
+    from llama_entra.emulator.roles import SYSTEM_ASSIGNED, object_id_for
     from llama_entra.emulator.state import DEFAULT_CERT_CLIENT_ID, DEFAULT_CLIENT_ID
 
+    tenant = settings.tenant_id
+    quota = {
+        model: dataclasses.asdict(settings.deployment_limits.get(model) or DeploymentLimits())
+        for model in settings.models
+    }
     return {
         "url": url,
         "azure_base_url": f"{url}/openai/v1",
@@ -136,9 +182,13 @@ def _describe(settings: Any, url: str, ca_path: Path, cert_path: Path) -> dict[s
         "tenant_id": settings.tenant_id,
         "client_id": DEFAULT_CLIENT_ID,
         "client_secret": settings.clients[DEFAULT_CLIENT_ID],
+        "client_object_id": object_id_for(tenant, DEFAULT_CLIENT_ID),
         "cert_client_id": DEFAULT_CERT_CLIENT_ID,
+        "cert_client_object_id": object_id_for(tenant, DEFAULT_CERT_CLIENT_ID),
+        "managed_identity_object_id": object_id_for(tenant, SYSTEM_ASSIGNED),
         "cert_path": str(cert_path),
         "models": list(settings.models),
+        "limits": quota,
         "embedding_models": list(settings.embedding_models),
         "embedding_dimension": settings.embedding_dimension,
         "static_api_key": settings.static_api_key,

@@ -29,6 +29,7 @@ from llama_entra.emulator.azure_openai import (
     error_response,
     json_response,
 )
+from llama_entra.emulator.gate import deployment_not_found
 
 __all__ = ["embed", "embedding_routes"]
 
@@ -75,9 +76,7 @@ async def embeddings(request: Request) -> Response:
         return error_response(400, "invalid_request_error", "The request body must be an object.")
     model = body.get("model")
     if model not in state.settings.embedding_models:
-        return error_response(
-            404, "DeploymentNotFound", "The API deployment for this resource does not exist."
-        )
+        return deployment_not_found()
     texts = _inputs(body.get("input"))
     if texts is None:
         return error_response(

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llama_entra.emulator.state import EmulatorState
+from llama_entra.emulator.roles import SYSTEM_ASSIGNED, object_id_for
+from llama_entra.emulator.state import EmulatorState, IssuedToken
 
 __all__ = ["FEDERATED_AUDIENCE", "entra_routes", "issue_federated_token", "signing_key_id"]
 
@@ -142,7 +143,7 @@ async def token(request: Request) -> Response:
 async def managed_identity(request: Request) -> Response:
     """App Service style managed identity endpoint (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``)."""
     state = _state(request)
-    client_id = request.query_params.get("client_id") or "system-assigned"
+    client_id = request.query_params.get("client_id") or SYSTEM_ASSIGNED
     state.token_requests += 1
     state.token_requests_by_client[client_id] += 1
     try:
@@ -155,7 +156,7 @@ async def managed_identity(request: Request) -> Response:
     resource = request.query_params.get("resource")
     if not resource:
         return JSONResponse({"statusCode": 400, "message": "resource is required"}, 400)
-    if client_id != "system-assigned" and not _registered(state, client_id):
+    if client_id != SYSTEM_ASSIGNED and not _registered(state, client_id):
         return JSONResponse({"statusCode": 400, "message": "Identity not found"}, 400)
     access_token, lifetime = issue_access_token(state, client_id, resource)
     return JSONResponse(
@@ -170,11 +171,15 @@ async def managed_identity(request: Request) -> Response:
 
 
 def issue_access_token(state: EmulatorState, client_id: str, audience: str) -> tuple[str, int]:
-    """Sign a new access token (a JWT, like Entra's) and remember it as valid."""
+    """Sign a new access token (a JWT, like Entra's) and remember it as valid.
+
+    ``aud`` is the resource of the requested scope (``https://cognitiveservices.azure.com``
+    for Azure OpenAI's), ``oid`` the principal's object id (``roles.object_id_for``).
+    """
     now = int(state.clock())
     lifetime = state.token_lifetime
     tenant = state.settings.tenant_id
-    object_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:{tenant}:{client_id}"))
+    object_id = object_id_for(tenant, client_id)
     claims = {
         "aud": audience,
         "iss": f"https://sts.windows.net/{tenant}/",
@@ -193,7 +198,7 @@ def issue_access_token(state: EmulatorState, client_id: str, audience: str) -> t
     signed = jwt.encode(
         claims, state.signing_key, algorithm="RS256", headers={"kid": signing_key_id}
     )
-    state.remember(signed, client_id, lifetime)
+    state.remember(signed, IssuedToken(client_id, now + lifetime, audience, object_id))
     return signed, lifetime
 
 

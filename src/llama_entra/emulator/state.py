@@ -1,7 +1,9 @@
-"""What the emulator knows: registered clients, issued tokens, counters and injected faults.
+"""What the emulator knows: clients, issued tokens, quota, role assignments, counters, faults.
 
 One ``EmulatorState`` per running emulator, shared by its Entra, Azure OpenAI and control
-routes. Everything runs on one event loop, so plain attributes need no locks.
+routes. Everything runs on one event loop, so plain attributes need no locks. ``clock`` is
+injectable (and ``advance_clock`` moves it forward), so token expiry and the rate-limit window
+can be tested without waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-__all__ = ["EmulatorSettings", "EmulatorState", "Faults", "IssuedToken"]
+from llama_entra.emulator.limits import DeploymentLimits, UsageWindow
+
+__all__ = ["OUTCOMES", "EmulatorSettings", "EmulatorState", "Faults", "IssuedToken"]
 
 DEFAULT_TENANT = "8f0e6a3c-0000-4e6a-9d2b-emulator0001"
 DEFAULT_CLIENT_ID = "5a7c1f00-0000-4b1e-8c11-emulatorapp1"
@@ -28,6 +32,17 @@ DEFAULT_EMBEDDING_DIMENSION = 1536
 DEFAULT_TOKEN_LIFETIME = 3600
 _RECENT_REQUESTS = 50
 _DEMO_SECRET = DEFAULT_CLIENT_SECRET
+# How an Azure OpenAI call of a deployment ended (``azure_calls`` in the counters).
+OUTCOMES = (
+    "ok",
+    "throttled",
+    "content_filter",
+    "context_length_exceeded",
+    "permission_denied",
+    "unauthorized",
+    "not_found",
+    "error",
+)
 
 
 @dataclass
@@ -45,6 +60,7 @@ class EmulatorSettings:
     static_api_key: str | None = DEFAULT_STATIC_API_KEY
     token_lifetime: int = DEFAULT_TOKEN_LIFETIME
     managed_identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    deployment_limits: dict[str, DeploymentLimits] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,14 +74,19 @@ class Faults:
     entra_down: bool = False
     stream_delay: float = 0.0
     first_chunk_delay: float = 0.0
+    throttle_next: int = 0
+    throttle_retry_after: float = 1.0
+    throttle_model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
-    """An access token the emulator issued: whom for and until when."""
+    """An access token the emulator issued: whom for (client, principal), what for, until when."""
 
     client_id: str
     expires_at: float
+    audience: str
+    object_id: str
 
 
 @dataclass
@@ -89,12 +110,22 @@ class EmulatorState:
     recent_headers: collections.deque[dict[str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=_RECENT_REQUESTS)
     )
+    limits: dict[str, DeploymentLimits] = field(default_factory=dict)
+    windows: dict[str, UsageWindow] = field(default_factory=dict)
+    roles_removed: set[str] = field(default_factory=set)
+    azure_calls: dict[str, collections.Counter[str]] = field(default_factory=dict)
+    _start_clock: Callable[[], float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.token_lifetime = self.token_lifetime or self.settings.token_lifetime
+        self.limits = dict(self.settings.deployment_limits)
+        self._start_clock = self.clock
 
     def reset(self) -> None:
-        """Counters, faults and token lifetime back to start-up values; tokens stay valid."""
+        """Counters, faults, lifetime, limits, roles and the clock back to start-up values.
+
+        Issued tokens stay valid (those issued while the clock was ahead live that much longer).
+        """
         self.faults = Faults()
         self.token_lifetime = self.settings.token_lifetime
         self.refresh_in = None
@@ -102,21 +133,59 @@ class EmulatorState:
         self.embeddings = self.responses = 0
         self.token_requests_by_client.clear()
         self.recent_headers.clear()
+        self.limits = dict(self.settings.deployment_limits)
+        self.windows.clear()
+        self.roles_removed.clear()
+        self.azure_calls.clear()
+        self.clock = self._start_clock
 
-    def remember(self, token: str, client_id: str, lifetime: int) -> None:
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's time forward (tokens expire, rate-limit windows empty)."""
+        base = self.clock
+        self.clock = lambda: base() + seconds
+
+    def remember(self, token: str, issued: IssuedToken) -> None:
         """Record an issued token (expired ones are dropped here, so the table stays small)."""
         now = self.clock()
         self.tokens = {key: value for key, value in self.tokens.items() if value.expires_at > now}
-        self.tokens[token] = IssuedToken(client_id, now + lifetime)
+        self.tokens[token] = issued
+
+    def is_static_key(self, presented: str) -> bool:
+        """True for the configured static API key."""
+        key = self.settings.static_api_key
+        return bool(key) and secrets.compare_digest(presented.encode(), (key or "").encode())
+
+    def token_for(self, presented: str) -> IssuedToken | None:
+        """The unexpired, unrevoked token the emulator issued as ``presented``, if any."""
+        issued = self.tokens.get(presented)
+        return issued if issued is not None and issued.expires_at > self.clock() else None
 
     def accepts(self, token: str) -> bool:
         """True for an unexpired, unrevoked token the emulator issued (or the static key)."""
-        if self.settings.static_api_key and secrets.compare_digest(
-            token, self.settings.static_api_key
-        ):
-            return True
-        issued = self.tokens.get(token)
-        return issued is not None and issued.expires_at > self.clock()
+        return self.is_static_key(token) or self.token_for(token) is not None
+
+    def limits_for(self, model: str) -> DeploymentLimits:
+        """The deployment's current quota."""
+        return self.limits.get(model) or DeploymentLimits()
+
+    def window_for(self, model: str) -> UsageWindow:
+        """The deployment's rate-limit window."""
+        window = self.windows.get(model)
+        if window is None:
+            window = self.windows[model] = UsageWindow()
+        return window
+
+    def count_call(self, model: str, outcome: str) -> None:
+        """Count an Azure OpenAI call of ``model`` by how it ended (one of ``OUTCOMES``)."""
+        self.azure_calls.setdefault(model, collections.Counter())[outcome] += 1
+
+    def calls_by_deployment(self) -> dict[str, dict[str, int]]:
+        """``azure_calls``: every served deployment (and any other name asked for), by outcome."""
+        names = dict.fromkeys([*self.settings.models, *self.azure_calls])
+        return {
+            name: {o: self.azure_calls.get(name, collections.Counter())[o] for o in OUTCOMES}
+            for name in names
+        }
 
     def counters(self) -> dict[str, object]:
         """The counters as JSON-ready data."""
@@ -129,4 +198,5 @@ class EmulatorState:
             "model_listings": self.model_listings,
             "unauthorized": self.unauthorized,
             "tokens_outstanding": len(self.tokens),
+            "azure_calls": self.calls_by_deployment(),
         }
