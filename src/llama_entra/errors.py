@@ -16,7 +16,9 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   ├── UpstreamUnavailableError  Llama Stack unreachable or timed out -> 503
     │   │   ├── UpstreamConnectionError  the connection failed or was dropped mid-call
     │   │   └── DatabaseUnavailableError  Llama Stack's PostgreSQL database unreachable -> 503
-    │   └── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
+    │   ├── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
+    │   └── AzurePermissionError   Azure's 401 PermissionDenied: the identity has no role on
+    │                              the resource; no token refresh helps              -> 502
     ├── NotFoundError             a named thing does not exist       -> 404
     │   ├── ModelNotFoundError     unknown model or provider
     │   └── ConversationNotFoundError  unknown conversation (or another caller's)
@@ -37,6 +39,7 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "AuthUnavailableError",
+    "AzurePermissionError",
     "ConfigError",
     "ConversationNotFoundError",
     "DatabaseUnavailableError",
@@ -99,9 +102,10 @@ class UpstreamError(LlamaEntraError):
     retries an Azure 401 once with a fresh token; ``llama_entra.app`` decides what callers see).
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         self.message = message
         self.status = status
+        self.code = code  # Azure's own error code when it came through (``PermissionDenied``)
         super().__init__(message)
 
 
@@ -130,6 +134,28 @@ class UpstreamAuthError(UpstreamError):
     """Azure OpenAI rejected a fresh token too: the identity lacks access."""
 
     status_code = 502
+
+
+class AzurePermissionError(UpstreamError):
+    """Azure OpenAI answered 401 ``PermissionDenied``: the identity lacks a role on the resource.
+
+    A fresh token carries the same identity, so nothing is refreshed or retried. ``object_id``
+    is the principal's object id (the token's ``oid`` claim) when known: the one to assign the
+    role to.
+    """
+
+    status_code = 502
+    role = "Cognitive Services OpenAI User"
+
+    def __init__(self, object_id: str | None) -> None:
+        self.object_id = object_id
+        principal = f"principal {object_id}" if object_id else "the service's Entra ID identity"
+        super().__init__(
+            f"Azure OpenAI answered PermissionDenied: assign the '{self.role}' role on the Azure "
+            f"OpenAI resource to {principal}",
+            status=401,
+            code="PermissionDenied",
+        )
 
 
 class NotFoundError(LlamaEntraError):

@@ -228,3 +228,26 @@ def test_no_secret_or_token_in_the_server_log(
     for token in tokens:
         assert token not in log
         assert token.split(".")[-1] not in log  # not even the signature
+
+
+def test_missing_role_costs_no_refresh_and_names_role_and_principal(
+    entra_stack: EntraStack, fresh_emulator: EmulatorHandle
+) -> None:
+    assert _ask(_client(entra_stack), fresh_emulator, "warm").startswith("You said")
+    fresh_emulator.reset()
+    fresh_emulator.set_role(fresh_emulator.client_object_id, assigned=False)
+    try:
+        # No SDK retries here: the one 502 must come from one Azure call.
+        once = openai.OpenAI(base_url=f"{entra_stack.server.url}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            _ask(once, fresh_emulator, "no role")
+        assert caught.value.status_code == 502
+        message = str(caught.value.message)
+        assert "Cognitive Services OpenAI User" in message
+        assert fresh_emulator.client_object_id in message
+        counters = fresh_emulator.counters()
+        assert counters["token_requests"] == 0
+        assert fresh_emulator.azure_calls(fresh_emulator.model)["permission_denied"] == 1
+    finally:
+        fresh_emulator.set_role(fresh_emulator.client_object_id, assigned=True)
+    assert _ask(_client(entra_stack), fresh_emulator, "role back") == "You said: role back"

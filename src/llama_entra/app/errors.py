@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 
 from llama_entra.errors import (
     AuthUnavailableError,
+    AzurePermissionError,
     ConversationNotFoundError,
     DatabaseUnavailableError,
     ForbiddenError,
@@ -113,6 +114,8 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
             return 503, error_body("Llama Stack unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamAuthError():
             return 502, error_body("Azure OpenAI rejected the Entra ID token", exc.message), {}
+        case AzurePermissionError():
+            return 502, error_body("Azure OpenAI denied the identity access", exc.message), {}
         case UpstreamError():
             status = exc.status if exc.status in _CALLERS_STATUSES else 502
             headers = {"Retry-After": "1"} if status == 429 else {}
@@ -138,6 +141,8 @@ def error_code(exc: LlamaEntraError, status: int) -> str:
             return "llama_stack_unavailable"
         case UpstreamAuthError():
             return "azure_rejected_token"
+        case AzurePermissionError():
+            return "PermissionDenied"
         case _:
             return _status_code(status)
 

@@ -20,7 +20,7 @@ __all__ = ["ServiceMetrics"]
 
 
 class _HolderCollector(Collector):
-    """Reads the client holder's retry count on each scrape."""
+    """Reads the client holder's retry and PermissionDenied counts on each scrape."""
 
     def __init__(self, holder: ClientHolder) -> None:
         self.holder = holder
@@ -32,6 +32,12 @@ class _HolderCollector(Collector):
         )
         retries.add_metric([], float(self.holder.unauthorized_retries))
         yield retries
+        denied = CounterMetricFamily(
+            "llama_entra_azure_permission_denied",
+            "Calls Azure OpenAI refused with PermissionDenied (the identity lacks a role)",
+        )
+        denied.add_metric([], float(self.holder.permission.count))
+        yield denied
 
 
 class ServiceMetrics:

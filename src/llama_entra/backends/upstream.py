@@ -25,6 +25,7 @@ from llama_entra.errors import (
 )
 
 __all__ = [
+    "azure_code",
     "body_message",
     "looks_like_azure_refusal",
     "translate_common",
@@ -35,6 +36,14 @@ __all__ = [
 _AZURE_401_TEXT = re.compile(r"\b401\b|Unauthorized|Access denied", re.IGNORECASE)
 # A Llama Stack server whose remote::azure-entra provider had no token (TokenError, 503).
 _ENTRA_UNAVAILABLE = re.compile(r"Entra ID token unavailable: (.+)")
+# Azure's own error code, as Llama Stack passes it on: a parsed body's ``code``, or inside the
+# text of the error it re-raised (``... {'error': {'code': 'PermissionDenied', ...}}``).
+_AZURE_CODE = re.compile(r"""["']code["']\s*:\s*["']([A-Za-z_]+)["']""")
+# Azure's text for PermissionDenied, and remote::azure-entra's, for servers that keep only text.
+_PERMISSION_DENIED_TEXTS = (
+    "Principal does not have access to API/Operation",
+    "Azure OpenAI answered PermissionDenied",
+)
 
 
 def looks_like_azure_refusal(text: str) -> bool:
@@ -54,16 +63,26 @@ def body_message(body: Any) -> str | None:
     return None
 
 
-def upstream_error(status: int, message: str) -> LlamaEntraError:
-    """The error for an upstream answer ``status`` carrying ``message``."""
+def azure_code(message: str, code: object = None) -> str | None:
+    """Azure's error code: ``code`` when it is one, else the one quoted in ``message``."""
+    if isinstance(code, str) and code:
+        return code
+    if (found := _AZURE_CODE.search(message)) is not None:
+        return found.group(1)
+    return "PermissionDenied" if any(t in message for t in _PERMISSION_DENIED_TEXTS) else None
+
+
+def upstream_error(status: int, message: str, code: object = None) -> LlamaEntraError:
+    """The error for an upstream answer ``status`` carrying ``message`` (and Azure's ``code``)."""
+    found = azure_code(message, code)
     message = (message.strip().splitlines() or ["(no message)"])[0][:500]
     if status == 404:
         return NotFoundError(message)
     if status == 503 and (entra := _ENTRA_UNAVAILABLE.search(message)) is not None:
         return TokenUnavailableError(entra.group(1))
     if status == 500 and looks_like_azure_refusal(message):
-        return UpstreamError(message, status=401)
-    return UpstreamError(message, status=status)
+        return UpstreamError(message, status=401, code=found)
+    return UpstreamError(message, status=status, code=found)
 
 
 def translate_common(exc: BaseException) -> LlamaEntraError:
@@ -79,7 +98,7 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
     if isinstance(exc, openai.APIConnectionError):
         return UpstreamError("Azure OpenAI is unreachable", status=502)
     if isinstance(exc, openai.APIStatusError):
-        return upstream_error(exc.status_code, body_message(exc.body) or str(exc))
+        return upstream_error(exc.status_code, body_message(exc.body) or str(exc), exc.code)
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return upstream_error(status, str(exc) or type(exc).__name__)

@@ -15,7 +15,9 @@ errors with an HTTP status.
 - Every call first makes sure a token can be had, so an Entra failure is raised at once as the
   ``TokenError`` (``status_code`` 503, message ``Entra ID token unavailable: <cause>``), not
   retried by the OpenAI SDK as a connection error. Azure refusing a freshly fetched token is
-  ``UpstreamAuthError`` (502). Llama Stack servers answer with an exception's ``status_code``.
+  ``UpstreamAuthError`` (502); Azure's ``PermissionDenied`` (no role on the resource) is
+  ``AzurePermissionError`` (502, naming the role and the principal) after no refresh at all.
+  Llama Stack servers answer with an exception's ``status_code``.
 - ``shutdown()`` stops the refresh task and closes the HTTP client.
 """
 
@@ -32,7 +34,8 @@ import openai
 from openai import AsyncOpenAI
 
 from llama_entra.entra import TokenManager, create_token_manager
-from llama_entra.errors import TokenError, UpstreamAuthError
+from llama_entra.entra.claims import principal_of
+from llama_entra.errors import AzurePermissionError, TokenError, UpstreamAuthError
 
 __all__ = ["PLACEHOLDER_API_KEY", "EntraAdapterMixin", "entra_errors"]
 
@@ -89,6 +92,9 @@ def entra_errors() -> Iterator[None]:
             raise
         raise type(cause)(cause.cause) from exc
     except openai.AuthenticationError as exc:
+        if exc.code == "PermissionDenied":
+            sent = exc.response.request.headers.get("Authorization", "")
+            raise AzurePermissionError(principal_of(sent.removeprefix("Bearer "))) from exc
         raise UpstreamAuthError(
             "Azure OpenAI rejected a freshly issued Entra ID token: check that the identity has "
             "the 'Cognitive Services OpenAI User' role on the resource",

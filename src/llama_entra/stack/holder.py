@@ -37,6 +37,7 @@ from llama_entra.errors import (
     UpstreamConnectionError,
     UpstreamError,
 )
+from llama_entra.stack.permission import PermissionWatch, is_permission_denied
 from llama_entra.storage.database import DatabaseTarget, database_cause, ping
 from llama_entra.telemetry import spans
 
@@ -88,6 +89,7 @@ class ClientHolder:
         else:
             self.attach(client)
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
+        self.permission = PermissionWatch()  # Azure's PermissionDenied: no refresh, no retry
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
 
@@ -269,8 +271,9 @@ class ClientHolder:
         with spans.span(f"llama_stack.{name}", self._span_attributes(model)):
             headers = await self.headers_for(model)
             try:
-                return await operation(headers)
+                return self._accepted(model, await operation(headers))
             except LlamaEntraError as exc:
+                self._raise_if_denied(model, exc, headers)
                 if not self._should_retry(model, exc):
                     raise
                 rejected, reason = self._token_in(headers), _reason(exc)
@@ -278,8 +281,9 @@ class ClientHolder:
                 self._invalidate(rejected)
                 headers = await self.headers_for(model)
                 try:
-                    return await operation(headers)
+                    return self._accepted(model, await operation(headers))
                 except LlamaEntraError as retry_exc:
+                    self._raise_if_denied(model, retry_exc, headers)
                     raise self._after_retry(retry_exc) from retry_exc
 
     async def stream[T](
@@ -318,10 +322,11 @@ class ClientHolder:
         headers = await self.headers_for(model)
         try:
             stream = await operation(headers)
-            return stream, await anext(aiter(stream))
+            return self._accepted(model, (stream, await anext(aiter(stream))))
         except StopAsyncIteration:
-            return None
+            return self._accepted(model, None)
         except LlamaEntraError as exc:
+            self._raise_if_denied(model, exc, headers)
             if not self._should_retry(model, exc, streaming=True):
                 raise
             rejected, reason = self._token_in(headers), _reason(exc)
@@ -330,10 +335,11 @@ class ClientHolder:
             headers = await self.headers_for(model)
             try:
                 stream = await operation(headers)
-                return stream, await anext(aiter(stream))
+                return self._accepted(model, (stream, await anext(aiter(stream))))
             except StopAsyncIteration:
-                return None
+                return self._accepted(model, None)
             except LlamaEntraError as retry_exc:
+                self._raise_if_denied(model, retry_exc, headers)
                 raise self._after_retry(retry_exc) from retry_exc
 
     def _span_attributes(self, model: ModelInfo | None) -> dict[str, AttributeValue]:
@@ -345,6 +351,19 @@ class ClientHolder:
             attributes["gen_ai.request.model"] = model.id
             attributes["llama_entra.azure"] = model.azure
         return attributes
+
+    def _accepted[R](self, model: ModelInfo | None, result: R) -> R:
+        """``result`` of a call Azure answered: any PermissionDenied seen before is over."""
+        if model is not None and model.azure:
+            self.permission.succeeded()
+        return result
+
+    def _raise_if_denied(
+        self, model: ModelInfo | None, exc: LlamaEntraError, headers: Mapping[str, str]
+    ) -> None:
+        """Azure's PermissionDenied: no refresh or retry can help (``stack.permission``)."""
+        if model is not None and model.azure and is_permission_denied(exc):
+            raise self.permission.refused(self._token_in(headers)) from exc
 
     def _should_retry(
         self, model: ModelInfo | None, exc: LlamaEntraError, *, streaming: bool = False
@@ -404,6 +423,7 @@ def _is_unauthorized(exc: LlamaEntraError) -> bool:
         isinstance(exc, UpstreamError)
         and not isinstance(exc, UpstreamAuthError)
         and exc.status == 401
+        and not is_permission_denied(exc)
     )
 
 

@@ -92,3 +92,22 @@ async def test_auth_flow_other_errors_pass_through_without_a_new_token() -> None
         response = await client.post("https://azure/x", json={})
     assert response.status_code == 429
     assert entra.requests == 1
+
+
+async def test_auth_flow_permission_denied_is_returned_without_a_new_token() -> None:
+    entra = FakeEntra(FakeClock())
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        body = {"error": {"code": "PermissionDenied", "message": "Principal does not have..."}}
+        return httpx.Response(401, json=body)
+
+    auth = _Auth(fake_manager(entra))
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+        response = await client.post("https://azure/x", json={})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "PermissionDenied"
+    assert seen == ["Bearer token-1"]
+    assert entra.requests == 1
+    assert (auth.permission_denied, auth.unauthorized_retries) == (1, 0)

@@ -56,7 +56,10 @@ async def liveness() -> dict[str, bool]:
     "/readiness", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}}
 )
 async def readiness(holder: HolderDep) -> JSONResponse:
-    """200 when Llama Stack (and its database, if any) answers, else 503 saying which not."""
+    """200 when Llama Stack (and its database, if any) answers, else 503 saying which not.
+
+    Azure refusing the identity (PermissionDenied) is listed under ``providers`` while it lasts.
+    """
     try:
         await holder.check_reachable(_READINESS_TIMEOUT)
     except LlamaEntraError as exc:
@@ -68,6 +71,13 @@ async def readiness(holder: HolderDep) -> JSONResponse:
     reason = "Service is ready"
     if holder.database is not None:
         reason += f"; {holder.database.label} answers"
+    denied = holder.permission.denied
+    if denied is not None:
+        # Reported, not failed: every replica shares the identity, so a 503 would take them all
+        # out of rotation for a role only an Azure admin can assign, and no call could then
+        # show that it has been (the report clears at the first Azure call that succeeds).
+        azure = {"provider_id": "azure", "status": "unhealthy", "message": denied.message}
+        return JSONResponse({"ready": True, "reason": reason, "providers": [azure]})
     return JSONResponse({"ready": True, "reason": reason, "providers": []})
 
 
