@@ -11,8 +11,8 @@ Checked in Azure's order, each refusal with Azure's own body:
    (https://cognitiveservices.azure.com), or have expired."}`` (no ``error`` wrapper).
 4. A valid token whose principal (``oid``) lost its role (``roles``): 401 ``PermissionDenied``.
 
-The ``unauthorized`` counter counts 2.-3. refusals (tokens Azure rejects), not
-``PermissionDenied``.
+The ``unauthorized`` counter counts the refusals of 1. and 3. (no credential, a token Azure
+rejects), not ``PermissionDenied``.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ deployment's existence (``deployment_not_found``):
 2. The deployment's rate limits (``limits``): 429 ``{"error": {"code": "429", "message":
    "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version
    2024-10-21 have exceeded token rate limit ..."}}`` ("call rate limit" for requests per
-   minute; ``Responses_Create`` on the Responses route; the request's ``api-version`` when it
-   has one), with ``retry-after`` (whole seconds) and ``retry-after-ms``. An admitted call uses
-   quota whatever happens next.
+   minute; ``Responses_Create`` on the Responses route; a chat call's ``api-version`` when it
+   has one, else 2024-10-21), with ``retry-after`` (whole seconds) and ``retry-after-ms``. An
+   admitted call uses quota whatever happens next.
 3. The context window: 400 ``context_length_exceeded``.
 4. The content filter on the prompt (``content_filter``): 400 ``content_filter``.
 5. ``!status NNN`` at the start of the last user message: that status. 429 is Azure's 429
