@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from llama_entra.config.loading import read_yaml
 from llama_entra.errors import ConfigError
 
 __all__ = [
@@ -51,18 +52,7 @@ _TIKTOKEN_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865
 def load_run_config(path: str | Path) -> dict[str, Any]:
     """Read a run config; ``ConfigError`` for a missing file, bad YAML or a non-mapping."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc.__class__.__name__}", file=source) from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"malformed YAML{where}", file=source) from None
+    document = read_yaml(path)
     if not isinstance(document, dict):
         raise ConfigError("a run config must be a mapping", file=source)
     providers = document.get("providers", {})

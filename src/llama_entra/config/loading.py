@@ -35,7 +35,7 @@ from llama_entra.config.service import (
 )
 from llama_entra.errors import ConfigError
 
-__all__ = ["LlamaEntraConfig", "expand_env", "load_config", "parse_config"]
+__all__ = ["LlamaEntraConfig", "expand_env", "load_config", "parse_config", "read_yaml"]
 
 _ENV_PATTERN = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
 
@@ -99,8 +99,8 @@ def parse_config(raw: Any, *, source: str = "<config>") -> LlamaEntraConfig:
         raise ConfigError(_describe(first), file=source, key=key) from None
 
 
-def load_config(path: str | Path) -> LlamaEntraConfig:
-    """Read, expand and validate ``path``; any problem is a one-line ``ConfigError``."""
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path``; a missing, unreadable or malformed file: ``ConfigError``."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -109,12 +109,16 @@ def load_config(path: str | Path) -> LlamaEntraConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc.__class__.__name__}", file=source) from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"malformed YAML{where}", file=source) from None
-    return parse_config(raw, source=source)
+
+
+def load_config(path: str | Path) -> LlamaEntraConfig:
+    """Read, expand and validate ``path``; any problem is a one-line ``ConfigError``."""
+    return parse_config(read_yaml(path), source=str(path))
 
 
 def _join(path: str, key: object) -> str:
