@@ -17,6 +17,9 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   │   ├── UpstreamConnectionError  the connection failed or was dropped mid-call
     │   │   └── DatabaseUnavailableError  Llama Stack's PostgreSQL database unreachable -> 503
     │   ├── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
+    │   ├── AzureThrottledError    Azure's 429, after the retry policy  -> 429 with Azure's wait
+    │   ├── ContentFilterError     Azure's content filter blocked the prompt        -> 400
+    │   ├── ContextLengthError     the prompt exceeds the model's context window     -> 400/413
     │   └── AzurePermissionError   Azure's 401 PermissionDenied: the identity has no role on
     │                              the resource; no token refresh helps              -> 502
     ├── NotFoundError             a named thing does not exist       -> 404
@@ -36,11 +39,17 @@ with an exception's ``status_code`` and its message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "AuthError",
     "AuthUnavailableError",
     "AzurePermissionError",
+    "AzureThrottledError",
     "ConfigError",
+    "ContentFilterError",
+    "ContextLengthError",
     "ConversationNotFoundError",
     "DatabaseUnavailableError",
     "ForbiddenError",
@@ -102,11 +111,81 @@ class UpstreamError(LlamaEntraError):
     retries an Azure 401 once with a fresh token; ``llama_entra.app`` decides what callers see).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        azure_error: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.message = message
         self.status = status
         self.code = code  # Azure's own error code when it came through (``PermissionDenied``)
+        # Azure's error object as Azure sent it (``code``, ``param``, ``innererror``, ...), when
+        # it came through, and the headers of Azure's answer callers should see (``Retry-After``,
+        # ``x-ratelimit-remaining-*``).
+        self.azure_error: Mapping[str, Any] = azure_error or {}
+        self.headers: Mapping[str, str] = headers or {}
         super().__init__(message)
+
+
+class AzureThrottledError(UpstreamError):
+    """Azure OpenAI answered 429 and the retry policy let it through: wait ``retry_after``.
+
+    ``retry_after`` is Azure's wait in whole seconds (the larger of ``retry-after-ms`` rounded
+    up and ``retry-after``), None when Azure's answer lost it on the way. ``final`` says the
+    retry policy was already applied (by the ``remote::azure-entra`` provider): nobody above
+    retries it again. ``status_code`` lets a Llama Stack server answer 429 with the message,
+    which keeps Azure's "retry after N seconds".
+    """
+
+    status_code = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int | None,
+        final: bool = False,
+        azure_error: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        self.final = final
+        super().__init__(message, status=429, code="429", azure_error=azure_error, headers=headers)
+
+
+class ContentFilterError(UpstreamError):
+    """Azure's content filter blocked the prompt (400 ``content_filter``).
+
+    ``categories`` names the filter categories that fired (``hate``, ``jailbreak``, ...), read
+    from Azure's ``innererror.content_filter_result``.
+    """
+
+    @property
+    def categories(self) -> list[str]:
+        """The categories Azure marked ``filtered`` (or ``detected``), in Azure's order."""
+        inner = self.azure_error.get("innererror")
+        results = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
+        if not isinstance(results, Mapping):
+            return []
+        return [
+            name
+            for name, result in results.items()
+            if isinstance(result, Mapping) and result.get("filtered")
+        ]
+
+
+class ContextLengthError(UpstreamError):
+    """The prompt is longer than the model's context window (400 ``context_length_exceeded``).
+
+    ``model`` names the model asked, once the client holder knows it (lightspeed's routes say
+    it in their 413).
+    """
+
+    model: str | None = None
 
 
 class UpstreamUnavailableError(UpstreamError):

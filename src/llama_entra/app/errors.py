@@ -7,6 +7,11 @@ lightspeed-stack's routes (``/v1/query``, conversations, info, ...) answer
 (``/v1/models``) and unknown routes carry both keys. Token problems are 503 naming Entra ID,
 Azure errors 502 (client-side statuses such as 429 pass through), unknown models and
 conversations 404, bad input 422 (400 for a malformed id in a path), inbound auth 401/403/503.
+Azure's own answers keep their meaning (README, "Azure's answers"): its 429 keeps Azure's wait
+in ``Retry-After`` and the ``x-ratelimit-remaining-*`` headers; on the OpenAI-compatible routes
+a blocked prompt or a too-long one is Azure's own error object (``content_filter`` with its
+``innererror``, ``context_length_exceeded``); on lightspeed's routes a too-long prompt is its
+413 "Prompt is too long" and a blocked prompt a 400 naming the filter categories that fired.
 Nothing a caller or Azure can cause becomes a 500, and no body carries a secret or a traceback.
 """
 
@@ -24,6 +29,9 @@ from starlette.responses import JSONResponse
 from llama_entra.errors import (
     AuthUnavailableError,
     AzurePermissionError,
+    AzureThrottledError,
+    ContentFilterError,
+    ContextLengthError,
     ConversationNotFoundError,
     DatabaseUnavailableError,
     ForbiddenError,
@@ -44,6 +52,7 @@ __all__ = [
     "error_code",
     "install_error_handlers",
     "openai_error",
+    "openai_error_of",
     "shape_for",
     "shaped_body",
     "status_and_body",
@@ -93,8 +102,10 @@ def shaped_body(
     return body
 
 
-def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """HTTP status, lightspeed body and extra headers for ``exc``."""
+def status_and_body(
+    exc: LlamaEntraError, shape: Shape = "lightspeed"
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """HTTP status, lightspeed body and extra headers for ``exc`` (as ``shape``'s route sees it)."""
     match exc:
         case TokenError():
             return 503, error_body("Entra ID token unavailable", exc.cause), {"Retry-After": "5"}
@@ -116,12 +127,50 @@ def status_and_body(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
             return 502, error_body("Azure OpenAI rejected the Entra ID token", exc.message), {}
         case AzurePermissionError():
             return 502, error_body("Azure OpenAI denied the identity access", exc.message), {}
+        case AzureThrottledError():
+            # Azure's wait when it came through; else a second, as before Azure's was known.
+            headers = {"Retry-After": "1", **exc.headers}
+            return 429, error_body("Azure OpenAI rate limit reached", exc.message), headers
+        case ContentFilterError():
+            # A llama-stack server keeps Azure's message only, not which categories fired.
+            cause = "Azure OpenAI's content filter blocked the prompt"
+            if exc.categories:
+                cause += f" (categories: {', '.join(exc.categories)})"
+            return 400, error_body("Prompt blocked by the content filter", cause), {}
+        case ContextLengthError():
+            return (
+                (413 if shape == "lightspeed" else 400),
+                error_body("Prompt is too long", _too_long_cause(exc.model)),
+                {},
+            )
         case UpstreamError():
             status = exc.status if exc.status in _CALLERS_STATUSES else 502
             headers = {"Retry-After": "1"} if status == 429 else {}
             return status, error_body("Azure OpenAI or Llama Stack error", exc.message), headers
         case _:
             return 500, error_body("Internal error", type(exc).__name__), {}
+
+
+def openai_error_of(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, OpenAI error object and headers of ``exc`` on an OpenAI-compatible route.
+
+    Azure's own error object, when it came through, is kept as Azure sent it (``code``,
+    ``param``, ``innererror``), so an SDK sees what it would see talking to Azure.
+    """
+    status, body, headers = status_and_body(exc, "openai")
+    detail = body["detail"]
+    error = openai_error(status, detail["response"], detail["cause"], error_code(exc, status))
+    azure = exc.azure_error if isinstance(exc, UpstreamError) else {}
+    if azure:
+        error = {**error, **azure, "message": str(azure.get("message") or error["message"])}
+    return status, error, headers
+
+
+def _too_long_cause(model: str | None) -> str:
+    """lightspeed-stack's words for a prompt over the context window (its PromptTooLongResponse)."""
+    if model:
+        return f"The input exceeds the context window size of model '{model}'."
+    return "The prompt exceeds the maximum allowed length."
 
 
 def error_code(exc: LlamaEntraError, status: int) -> str:
@@ -176,14 +225,16 @@ def _known_route(request: Request) -> bool:
 
 async def _llama_entra_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LlamaEntraError)  # noqa: S101 - registered for this type only
-    status, body, headers = status_and_body(exc)
+    shape = shape_for(request.url.path)
+    status, body, headers = status_and_body(exc, shape)
     if status >= 500:
         logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
     detail = body["detail"]
-    shape = shape_for(request.url.path)
     content = shaped_body(
         shape, status, detail["response"], detail["cause"], error_code(exc, status)
     )
+    if "error" in content:
+        content["error"] = openai_error_of(exc)[1]
     return JSONResponse(content, status_code=status, headers=headers)
 
 

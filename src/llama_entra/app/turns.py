@@ -21,8 +21,10 @@ from llama_entra.errors import LlamaEntraError
 from llama_entra.stack import ClientHolder, ModelInfo
 
 __all__ = [
+    "CONTENT_FILTERED",
     "PreparedTurn",
     "answer_text",
+    "content_filtered",
     "conversation_of",
     "discard",
     "finish",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Azure's finish_reason when its content filter cut the completion.
+CONTENT_FILTERED = "content_filter"
 _TOPIC_PROMPT = (
     "Give a short topic summary (at most ten words, no punctuation at the end) of the "
     "conversation that starts with the user's message below. Answer with the summary only."
@@ -152,6 +156,12 @@ def answer_text(completion: dict[str, Any]) -> str:
     """The text of a chat completion's first choice."""
     choices = completion.get("choices") or []
     return str((choices[0].get("message") or {}).get("content") or "") if choices else ""
+
+
+def content_filtered(completion: dict[str, Any]) -> bool:
+    """Whether Azure's content filter cut the completion (its first choice)."""
+    choices = completion.get("choices") or []
+    return bool(choices) and choices[0].get("finish_reason") == CONTENT_FILTERED
 
 
 def usage_tokens(usage: Any) -> tuple[int, int]:

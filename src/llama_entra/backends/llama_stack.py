@@ -2,14 +2,16 @@
 in-process, provider data in ``X-LlamaStack-Provider-Data``, ``llama stack run`` as the server.
 
 The client is Stainless-generated: per-call headers go in ``extra_headers``, body fields the
-SDK does not name go in ``extra_body``, and its retries (kept on) absorb the keep-alive
-connection a server drops after an upstream 401.
+SDK does not name go in ``extra_body``. Its retries stay on for everything but inference, where
+they would repeat what the server's provider already retried (Azure's 429, see
+``llama_entra.azure.retry``): an inference call is sent again only when the connection failed
+before any answer (a server drops its keep-alive connection after an upstream 401).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,6 +32,7 @@ from llama_entra.backends.direct import DirectConversations
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model, to_json
+from llama_entra.backends.sdk_retries import disable_sdk_retries
 from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
@@ -75,43 +78,63 @@ class LlamaStackClientAdapter(ErrorBoundary):
     ) -> None:
         super().__init__(backend, translate, library=library)
         self.raw = client
+        # Inference is never retried by the client: a server's provider already applied the
+        # retry policy to Azure's 429 (``llama_entra.azure.retry``); ``_send`` only sends again
+        # when the connection failed before any answer.
+        self._inference = client if library else client.with_options(max_retries=0)
         self._direct = direct  # library mode: conversations without the HTTP emulation
         self._chat = chat  # library mode: chat completions without it
         self.strict_item_order = False  # items sort by a timestamp in whole seconds
         self.chooses_conversation_ids = direct is not None
 
+    async def _send(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """An inference call, once more if the connection failed (a server drops its keep-alive
+        connection after an upstream 401); never after a timeout or an answer."""
+        try:
+            return await send()
+        except llama_stack_client.APITimeoutError:
+            raise
+        except llama_stack_client.APIConnectionError:
+            if self._library:
+                raise
+        return await send()
+
     async def chat_completion(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
-        create = self.raw.chat.completions.create
+        create = self._inference.chat.completions.create
         with self._translated():
             if self._chat is not None:
                 return await self._chat.complete(params, headers)
-            result = await create(**_split(create, params), extra_headers=dict(headers))
+            kwargs = _split(create, params)
+            result = await self._send(lambda: create(**kwargs, extra_headers=dict(headers)))
         return to_json(result)
 
     async def chat_completion_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
         """See ``StackClient``."""
-        create = self.raw.chat.completions.create
+        create = self._inference.chat.completions.create
         params = params | {"stream": True}
         with self._translated():
             if self._chat is not None:
                 return self._json_stream(await self._chat.stream(params, headers))
-            stream = await create(**_split(create, params), extra_headers=dict(headers))
+            kwargs = _split(create, params)
+            stream = await self._send(lambda: create(**kwargs, extra_headers=dict(headers)))
         return self._json_stream(cast(AsyncIterator[Any], stream))
 
     async def create_response(self, params: JSON, headers: Headers) -> JSON:
         """See ``StackClient``."""
-        create = self.raw.responses.create
+        create = self._inference.responses.create
         with self._translated():
-            result = await create(**_split(create, params), extra_headers=dict(headers))
+            kwargs = _split(create, params)
+            result = await self._send(lambda: create(**kwargs, extra_headers=dict(headers)))
         return to_json(result)
 
     async def response_stream(self, params: JSON, headers: Headers) -> AsyncIterator[JSON]:
         """See ``StackClient``."""
-        create = self.raw.responses.create
+        create = self._inference.responses.create
         params = params | {"stream": True}
         with self._translated():
-            stream = await create(**_split(create, params), extra_headers=dict(headers))
+            kwargs = _split(create, params)
+            stream = await self._send(lambda: create(**kwargs, extra_headers=dict(headers)))
         return self._json_stream(cast(AsyncIterator[Any], stream))
 
     async def list_models(self) -> list[ListedModel]:
@@ -259,6 +282,7 @@ class LlamaStackBackend:
             PROVIDER_DATA_VAR,
         )
         inference = impls.get(Api.inference)
+        disable_sdk_retries(inference)
         chat = DirectChat(inference, internals) if inference else None
         return LlamaStackClientAdapter(
             self, cast(AsyncLlamaStackClient, client), library=True, direct=direct, chat=chat
@@ -272,7 +296,7 @@ class LlamaStackBackend:
             base_url=url,
             api_key=api_key,
             timeout=timeout,
-            max_retries=2,  # a server drops the keep-alive connection after an upstream 401
+            max_retries=2,  # not for inference: see LlamaStackClientAdapter._send
         )
         return LlamaStackClientAdapter(self, client, library=False)
 

@@ -35,6 +35,7 @@ from llama_entra.backends.direct import DirectConversations, ItemPage
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
+from llama_entra.backends.sdk_retries import disable_sdk_retries
 from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
@@ -333,6 +334,7 @@ class OgxBackend:
             PROVIDER_DATA_VAR,
         )
         inference = impls.get(Api.inference)
+        disable_sdk_retries(inference)
         chat = DirectChat(inference, internals) if inference else None
         return OgxClientAdapter(self, client, library=True, direct=direct, chat=chat)
 

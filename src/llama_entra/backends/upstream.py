@@ -10,11 +10,13 @@ client holder can tell an Azure 401 (worth one token refresh) from anything else
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import openai
 
+from llama_entra.azure import classify_azure_error
 from llama_entra.errors import (
     LlamaEntraError,
     NotFoundError,
@@ -72,8 +74,23 @@ def azure_code(message: str, code: object = None) -> str | None:
     return "PermissionDenied" if any(t in message for t in _PERMISSION_DENIED_TEXTS) else None
 
 
-def upstream_error(status: int, message: str, code: object = None) -> LlamaEntraError:
-    """The error for an upstream answer ``status`` carrying ``message`` (and Azure's ``code``)."""
+def upstream_error(
+    status: int,
+    message: str,
+    code: object = None,
+    *,
+    body: object = None,
+    headers: Mapping[str, str] | None = None,
+) -> LlamaEntraError:
+    """The error for an upstream answer ``status`` carrying ``message`` (and Azure's ``code``).
+
+    Azure's throttling, content filter and context window answers keep their meaning (see
+    ``llama_entra.azure.answers``): read from ``body`` and ``headers`` when the answer came
+    straight from Azure, else from the text a Llama Stack server kept of it.
+    """
+    classified = classify_azure_error(status, message, body=body, headers=headers)
+    if classified is not None:
+        return classified
     found = azure_code(message, code)
     message = (message.strip().splitlines() or ["(no message)"])[0][:500]
     if status == 404:
@@ -98,7 +115,13 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
     if isinstance(exc, openai.APIConnectionError):
         return UpstreamError("Azure OpenAI is unreachable", status=502)
     if isinstance(exc, openai.APIStatusError):
-        return upstream_error(exc.status_code, body_message(exc.body) or str(exc), exc.code)
+        return upstream_error(
+            exc.status_code,
+            body_message(exc.body) or str(exc),
+            exc.code,
+            body=exc.body,
+            headers=exc.response.headers,
+        )
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return upstream_error(status, str(exc) or type(exc).__name__)

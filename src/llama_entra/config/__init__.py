@@ -24,6 +24,7 @@ from llama_entra.config.entra import (
     COGNITIVE_SERVICES_SCOPE,
     PUBLIC_AUTHORITY,
     AzureEntraIdConfig,
+    AzureRetryPolicy,
     CredentialKind,
 )
 from llama_entra.config.loading import LlamaEntraConfig, expand_env, load_config, parse_config
@@ -45,6 +46,7 @@ __all__ = [
     "AuthenticationConfig",
     "AuthorizationRule",
     "AzureEntraIdConfig",
+    "AzureRetryPolicy",
     "ConversationIndexConfig",
     "CredentialKind",
     "CustomAuthConfig",

@@ -14,7 +14,13 @@ from pydantic import (
 
 from llama_entra.config.base import StrictModel, blank
 
-__all__ = ["COGNITIVE_SERVICES_SCOPE", "PUBLIC_AUTHORITY", "AzureEntraIdConfig", "CredentialKind"]
+__all__ = [
+    "COGNITIVE_SERVICES_SCOPE",
+    "PUBLIC_AUTHORITY",
+    "AzureEntraIdConfig",
+    "AzureRetryPolicy",
+    "CredentialKind",
+]
 
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -22,6 +28,22 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 CredentialKind = Literal[
     "client_secret", "certificate", "managed_identity", "workload_identity", "default"
 ]
+
+
+class AzureRetryPolicy(StrictModel):
+    """How long one caller request may wait for Azure OpenAI's 429 (README, "Azure's answers").
+
+    Only 429s are called again, after the wait Azure asked for; a wait that does not fit in
+    what is left of ``max_wait_seconds`` goes to the caller at once with Azure's
+    ``Retry-After``.
+    """
+
+    max_retries: int = Field(
+        2, ge=0, le=10, description="More Azure calls after a 429, at most, for one request."
+    )
+    max_wait_seconds: float = Field(
+        10.0, ge=0, description="Seconds slept for Azure's waits, at most, for one request."
+    )
 
 
 class AzureEntraIdConfig(StrictModel):
@@ -65,6 +87,9 @@ class AzureEntraIdConfig(StrictModel):
     )
     api_base: str | None = Field(
         None, description="Azure OpenAI base URL; default: base_url of the remote::azure provider."
+    )
+    retries: AzureRetryPolicy = Field(
+        default_factory=AzureRetryPolicy, description="Retries of Azure's 429 (rate limit)."
     )
 
     @model_validator(mode="after")

@@ -18,6 +18,10 @@ errors with an HTTP status.
   ``UpstreamAuthError`` (502); Azure's ``PermissionDenied`` (no role on the resource) is
   ``AzurePermissionError`` (502, naming the role and the principal) after no refresh at all.
   Llama Stack servers answer with an exception's ``status_code``.
+- Azure's 429 is called again after Azure's wait as ``azure_entra_id.retries`` allows (the one
+  retry policy, ``llama_entra.azure.retry``); the OpenAI SDK's own retries are off. A 429 the
+  policy lets through is ``AzureThrottledError`` (``status_code`` 429, Azure's message with its
+  "retry after N seconds"), marked final so that the service above does not retry it again.
 - ``shutdown()`` stops the refresh task and closes the HTTP client.
 """
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,9 +37,15 @@ from typing import TYPE_CHECKING, Any
 import openai
 from openai import AsyncOpenAI
 
+from llama_entra.azure import RateLimitRetry, classify_azure_error
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.entra.claims import principal_of
-from llama_entra.errors import AzurePermissionError, TokenError, UpstreamAuthError
+from llama_entra.errors import (
+    AzurePermissionError,
+    AzureThrottledError,
+    TokenError,
+    UpstreamAuthError,
+)
 
 __all__ = ["PLACEHOLDER_API_KEY", "EntraAdapterMixin", "entra_errors"]
 
@@ -91,6 +101,8 @@ def entra_errors() -> Iterator[None]:
         if cause is None:
             raise
         raise type(cause)(cause.cause) from exc
+    except openai.RateLimitError as exc:
+        raise _throttled(exc) from exc
     except openai.AuthenticationError as exc:
         if exc.code == "PermissionDenied":
             sent = exc.response.request.headers.get("Authorization", "")
@@ -102,6 +114,16 @@ def entra_errors() -> Iterator[None]:
         ) from exc
 
 
+def _throttled(exc: openai.RateLimitError) -> AzureThrottledError:
+    """Azure's 429 with its wait; the message keeps "retry after N seconds" for a server."""
+    error = classify_azure_error(429, str(exc), body=exc.body, headers=exc.response.headers)
+    assert isinstance(error, AzureThrottledError)  # noqa: S101 - a 429 always classifies
+    if error.retry_after is not None and "retry after" not in error.message.lower():
+        error.message = f"{error.message} Please retry after {error.retry_after} seconds."
+        error.args = (error.message,)
+    return error
+
+
 @dataclass(frozen=True, slots=True)
 class _Session:
     """The token manager and OpenAI client used on one event loop."""
@@ -109,12 +131,14 @@ class _Session:
     loop: asyncio.AbstractEventLoop
     tokens: TokenManager
     client: AsyncOpenAI
+    retry: RateLimitRetry
 
 
 class EntraAdapterMixin(_AdapterBase):
     """See the module docstring; goes first in the adapter's bases."""
 
     _entra_session: _Session | None = None
+    applies_retry_policy = True  # llama-entra's library mode leaves its SDK client alone
 
     async def _session(self) -> _Session:
         """The session of the running event loop, built (and its refresh started) on first use.
@@ -132,8 +156,10 @@ class EntraAdapterMixin(_AdapterBase):
             api_key=PLACEHOLDER_API_KEY,
             base_url=self.get_base_url(),
             http_client=self.entra_http_client(tokens),
+            max_retries=0,  # the retry policy below is the only one
         )
-        session = _Session(loop, tokens, client)
+        retry = RateLimitRetry(self.config.azure_entra_id.retries)
+        session = _Session(loop, tokens, client, retry)
         self._entra_session = session
         await tokens.start()
         logger.info(
@@ -170,9 +196,20 @@ class EntraAdapterMixin(_AdapterBase):
         """Not a credential: tells the backend a key is in place (the token comes per request)."""
         return PLACEHOLDER_API_KEY
 
-    async def _ensure_token(self) -> None:
+    async def _ensure_token(self) -> _Session:
         session = await self._session()
         await session.tokens.token()
+        return session
+
+    async def _azure[R](self, call: Callable[[], Awaitable[R]]) -> R:
+        """``call()`` to Azure with Entra errors made clear, under the retry policy."""
+        session = await self._ensure_token()
+
+        async def attempt() -> R:
+            with entra_errors():
+                return await call()
+
+        return await session.retry.run(attempt)
 
     async def list_models(self) -> Any:
         """Azure's deployments only with ``refresh_models: true``; else None (no start-up call).
@@ -191,18 +228,14 @@ class EntraAdapterMixin(_AdapterBase):
 
     async def openai_completion(self, params: Any) -> Any:
         """The backend's completion call, with Entra errors made clear."""
-        await self._ensure_token()
-        with entra_errors():
-            return await super().openai_completion(params)
+        return await self._azure(lambda: super(EntraAdapterMixin, self).openai_completion(params))
 
     async def openai_chat_completion(self, params: Any) -> Any:
         """The backend's chat completion call (plain or streaming), with Entra errors made clear."""
-        await self._ensure_token()
-        with entra_errors():
-            return await super().openai_chat_completion(params)
+        return await self._azure(
+            lambda: super(EntraAdapterMixin, self).openai_chat_completion(params)
+        )
 
     async def openai_embeddings(self, params: Any) -> Any:
         """The backend's embeddings call, with Entra errors made clear."""
-        await self._ensure_token()
-        with entra_errors():
-            return await super().openai_embeddings(params)
+        return await self._azure(lambda: super(EntraAdapterMixin, self).openai_embeddings(params))

@@ -4,13 +4,15 @@
 the service and never rebuilds it: the Entra token travels in the provider-data header of each
 call. It knows which models belong to ``remote::azure`` providers and their base URLs, merges
 the Azure keys with static provider data into one header, and when Azure answers 401 it drops
-the token, gets one fresh token and retries the call once.
+the token, gets one fresh token and retries the call once. Azure's 429 is called again after
+Azure's wait under the one retry policy (``llama_entra.azure.retry``), in library mode only: in
+service mode the server's provider already did it.
 
 In library mode on a PostgreSQL run config the client may come later (``attach``): until then
 every use of ``client`` raises ``DatabaseUnavailableError``; readiness checks the database too,
 and a lost database in any call becomes that error (503 naming the database).
 
-Just over 400 lines on purpose: every call path (plain, streamed, Responses) goes through the
+Some 460 lines on purpose: every call path (plain, streamed, Responses) goes through the
 same retry and provider-data steps, and keeping them in one class keeps them one policy.
 """
 
@@ -26,10 +28,12 @@ from typing import Any
 from opentelemetry.util.types import AttributeValue
 from pydantic import SecretStr
 
+from llama_entra.azure import RateLimitRetry
 from llama_entra.backends import StackClient, active_backend
-from llama_entra.config import LlamaEntraConfig
+from llama_entra.config import AzureRetryPolicy, LlamaEntraConfig
 from llama_entra.entra import TokenManager
 from llama_entra.errors import (
+    ContextLengthError,
     DatabaseUnavailableError,
     LlamaEntraError,
     ModelNotFoundError,
@@ -90,8 +94,17 @@ class ClientHolder:
             self.attach(client)
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self.permission = PermissionWatch()  # Azure's PermissionDenied: no refresh, no retry
+        self.rate_limit = RateLimitRetry(self._retry_policy())
         self._azure_bases: dict[str, str] | None = None
         self._models: dict[str, ModelInfo] = {}
+
+    def _retry_policy(self) -> AzureRetryPolicy:
+        """Library mode: ``azure_entra_id.retries``. Service mode: none here, the server's
+        provider applied it (a second layer would multiply the calls to Azure)."""
+        if self.mode != "library":
+            return AzureRetryPolicy(max_retries=0)
+        entra = self.config.azure_entra_id
+        return entra.retries if entra is not None else AzureRetryPolicy()
 
     @property
     def client(self) -> StackClient:
@@ -271,9 +284,9 @@ class ClientHolder:
         with spans.span(f"llama_stack.{name}", self._span_attributes(model)):
             headers = await self.headers_for(model)
             try:
-                return self._accepted(model, await operation(headers))
+                return self._accepted(model, await self._throttled(operation, headers))
             except LlamaEntraError as exc:
-                self._raise_if_denied(model, exc, headers)
+                self._inspect_refusal(model, exc, headers)
                 if not self._should_retry(model, exc):
                     raise
                 rejected, reason = self._token_in(headers), _reason(exc)
@@ -281,9 +294,9 @@ class ClientHolder:
                 self._invalidate(rejected)
                 headers = await self.headers_for(model)
                 try:
-                    return self._accepted(model, await operation(headers))
+                    return self._accepted(model, await self._throttled(operation, headers))
                 except LlamaEntraError as retry_exc:
-                    self._raise_if_denied(model, retry_exc, headers)
+                    self._inspect_refusal(model, retry_exc, headers)
                     raise self._after_retry(retry_exc) from retry_exc
 
     async def stream[T](
@@ -321,12 +334,9 @@ class ClientHolder:
         """The stream and its first chunk (None: empty), retried once after Azure's 401."""
         headers = await self.headers_for(model)
         try:
-            stream = await operation(headers)
-            return self._accepted(model, (stream, await anext(aiter(stream))))
-        except StopAsyncIteration:
-            return self._accepted(model, None)
+            return self._accepted(model, await self._throttled(_first_chunk(operation), headers))
         except LlamaEntraError as exc:
-            self._raise_if_denied(model, exc, headers)
+            self._inspect_refusal(model, exc, headers)
             if not self._should_retry(model, exc, streaming=True):
                 raise
             rejected, reason = self._token_in(headers), _reason(exc)
@@ -334,13 +344,17 @@ class ClientHolder:
             self._invalidate(rejected)
             headers = await self.headers_for(model)
             try:
-                stream = await operation(headers)
-                return self._accepted(model, (stream, await anext(aiter(stream))))
-            except StopAsyncIteration:
-                return self._accepted(model, None)
+                opened = await self._throttled(_first_chunk(operation), headers)
+                return self._accepted(model, opened)
             except LlamaEntraError as retry_exc:
-                self._raise_if_denied(model, retry_exc, headers)
+                self._inspect_refusal(model, retry_exc, headers)
                 raise self._after_retry(retry_exc) from retry_exc
+
+    async def _throttled[R](
+        self, operation: Callable[[Headers], Awaitable[R]], headers: Headers
+    ) -> R:
+        """``operation(headers)``, called again after Azure's 429 as the policy allows."""
+        return await self.rate_limit.run(lambda: operation(headers))
 
     def _span_attributes(self, model: ModelInfo | None) -> dict[str, AttributeValue]:
         attributes: dict[str, AttributeValue] = {
@@ -358,10 +372,13 @@ class ClientHolder:
             self.permission.succeeded()
         return result
 
-    def _raise_if_denied(
+    def _inspect_refusal(
         self, model: ModelInfo | None, exc: LlamaEntraError, headers: Mapping[str, str]
     ) -> None:
-        """Azure's PermissionDenied: no refresh or retry can help (``stack.permission``)."""
+        """A too-long prompt learns its model (for lightspeed's 413); Azure's PermissionDenied
+        is raised at once: no refresh or retry can help (``stack.permission``)."""
+        if isinstance(exc, ContextLengthError) and model is not None:
+            exc.model = model.provider_resource_id
         if model is not None and model.azure and is_permission_denied(exc):
             raise self.permission.refused(self._token_in(headers)) from exc
 
@@ -410,6 +427,21 @@ async def _close(client: StackClient) -> None:
         await client.aclose()
     except Exception:  # shutdown must go on
         logger.exception("closing the Llama Stack client failed")
+
+
+def _first_chunk[T](
+    operation: Callable[[Headers], Awaitable[AsyncIterator[T]]],
+) -> Callable[[Headers], Awaitable[tuple[AsyncIterator[T], T] | None]]:
+    """``operation`` opening a stream, as one step up to its first chunk (None: empty)."""
+
+    async def opened(headers: Headers) -> tuple[AsyncIterator[T], T] | None:
+        stream = await operation(headers)
+        try:
+            return stream, await anext(aiter(stream))
+        except StopAsyncIteration:
+            return None
+
+    return opened
 
 
 def _reason(exc: LlamaEntraError) -> str:

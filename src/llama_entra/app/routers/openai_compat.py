@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, StreamingResponse
 
 from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
-from llama_entra.app.errors import error_code, openai_error, status_and_body
+from llama_entra.app.errors import openai_error_of
 from llama_entra.app.schemas import ChatCompletionRequest, OpenAIErrorResponse, ResponsesRequest
 from llama_entra.auth import Principal
 from llama_entra.backends.upstream import looks_like_azure_refusal
@@ -144,8 +144,5 @@ async def _responses_sse(
 
 def _error(exc: LlamaEntraError) -> dict[str, Any]:
     """OpenAI's error object for a failure inside a stream (its HTTP status as ``status``)."""
-    status, body, _ = status_and_body(exc)
-    detail = body["detail"]
-    return openai_error(status, detail["response"], detail["cause"], error_code(exc, status)) | {
-        "status": status
-    }
+    status, error, _ = openai_error_of(exc)
+    return error | {"status": status}

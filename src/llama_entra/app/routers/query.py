@@ -42,4 +42,5 @@ async def query(
         model=turn.model.id,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        content_filtered=turns.content_filtered(completion),
     )

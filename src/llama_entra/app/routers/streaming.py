@@ -3,8 +3,10 @@
 ``media_type: application/json`` (the default) answers server-sent events, one JSON object per
 ``data:`` line: ``start`` {conversation_id, request_id}, one ``token`` {id, token} per chunk as
 it arrives (never buffered), ``turn_complete`` {id, token: the whole answer}, then ``end``
-{data: {referenced_documents, truncated, input_tokens, output_tokens}, available_quotas}, or an
-``error`` {status_code, response, cause}. ``media_type: text/plain`` answers the bare text
+{data: {referenced_documents, truncated, input_tokens, output_tokens, content_filtered},
+available_quotas}, or an ``error`` {status_code, response, cause}. ``content_filtered`` is true
+when Azure's content filter cut the answer (``finish_reason: content_filter``): the tokens sent
+are what Azure produced before it. ``media_type: text/plain`` answers the bare text
 (an error as ``Status: N - response - cause``).
 
 The first chunk is awaited before anything is sent, on purpose: a token, model or conversation
@@ -90,6 +92,7 @@ class _Stream:
     chunks: Chunks
     parts: list[str] = field(default_factory=list)
     usage: Any = None
+    filtered: bool = False  # Azure's content filter cut the answer
 
     async def _texts(self) -> AsyncIterator[str]:
         """The answer's text pieces as they arrive; records the turn at the end."""
@@ -98,6 +101,7 @@ class _Stream:
             while chunk is not None:
                 self.usage = chunk.get("usage") or self.usage
                 for choice in chunk.get("choices") or []:
+                    self.filtered |= choice.get("finish_reason") == turns.CONTENT_FILTERED
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         self.parts.append(text)
@@ -129,6 +133,7 @@ class _Stream:
             "truncated": False,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
+            "content_filtered": self.filtered,
         }
         yield _event("end", end, available_quotas={})
 

@@ -190,6 +190,11 @@ class QueryResponse(BaseModel):
     output_tokens: int
     referenced_documents: list[ReferencedDocument] = Field(default_factory=list)
     truncated: bool = Field(False, description="Always false: llama-entra never cuts history.")
+    content_filtered: bool = Field(
+        False,
+        description="Azure's content filter cut the answer (finish_reason content_filter); "
+        "`response` is what Azure produced before it.",
+    )
     available_quotas: dict[str, int] = Field(
         default_factory=dict, description="Always empty: no quota limiters here."
     )
