@@ -297,3 +297,24 @@ def test_too_long_prompt_is_413_on_lightspeed_routes_and_400_on_openai_routes(ap
     assert error["param"] == "messages"
     assert error["message"].startswith("This model's maximum context length is 20 tokens.")
     assert api.calls()["context_length_exceeded"] == 3  # one call each, never retried
+
+
+# -- Responses API ---------------------------------------------------------------------------
+
+
+def test_responses_route_keeps_azures_429_and_blocked_prompt(api: Api) -> None:
+    """Llama Stack's Responses implementation answers a provider error as a 500 keeping
+    Azure's message; the service reads Azure's answer back from it."""
+    api.emulator.throttle_next(1, retry_after=LONG_WAIT)
+    body = {"model": api.model, "input": "throttled"}
+    throttled = httpx.post(f"{api.url}/v1/responses", json=body, timeout=120)
+    assert throttled.status_code == 429, throttled.text
+    assert throttled.headers["retry-after"] == str(LONG_WAIT)
+    assert throttled.json()["error"]["code"] == "429"
+    blocked = httpx.post(
+        f"{api.url}/v1/responses", json=body | {"input": "!filter-prompt hate"}, timeout=120
+    )
+    assert blocked.status_code == 400, blocked.text
+    assert blocked.json()["error"]["code"] == "content_filter"
+    calls = api.calls()
+    assert (calls["throttled"], calls["content_filter"], calls["ok"]) == (1, 1, 0)

@@ -153,3 +153,19 @@ def test_library_log_holds_no_secret_or_token(
     assert "Entra ID token" in log
     assert fresh_emulator.client_secret not in log
     assert token not in log
+
+
+def test_library_429_is_retried_by_the_provider_alone_not_again_by_the_service(
+    library: LibraryService, fresh_emulator: EmulatorHandle
+) -> None:
+    """One layer applies the retry policy: the provider (its errors are final), not both."""
+    assert _query(library.service, "warm").status_code == 200
+    fresh_emulator.reset()
+    fresh_emulator.throttle_next(10, retry_after=1)
+    body = {"query": "throttled throughout", "generate_topic_summary": False}
+    response = httpx.post(f"{library.service.url}/v1/query", json=body, timeout=60)
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == "1"
+    assert "x-ratelimit-remaining-tokens" in response.headers
+    # 1 + the provider's 2 retries; a second layer would have made 9.
+    assert fresh_emulator.azure_calls(fresh_emulator.model)["throttled"] == 3

@@ -251,3 +251,39 @@ def test_missing_role_costs_no_refresh_and_names_role_and_principal(
     finally:
         fresh_emulator.set_role(fresh_emulator.client_object_id, assigned=True)
     assert _ask(_client(entra_stack), fresh_emulator, "role back") == "You said: role back"
+
+
+def test_provider_sleeps_a_short_azure_wait_itself_and_answers(
+    entra_stack: EntraStack, fresh_emulator: EmulatorHandle
+) -> None:
+    """The provider applies the retry policy (``azure_entra_id.retries``: 2 more calls, 10 s)."""
+    assert _ask(_client(entra_stack), fresh_emulator, "warm").startswith("You said")
+    fresh_emulator.reset()
+    fresh_emulator.throttle_next(1, retry_after=1)
+    once = openai.OpenAI(base_url=f"{entra_stack.server.url}/v1", api_key="x", max_retries=0)
+    started = time.monotonic()
+    assert _ask(once, fresh_emulator, "after a wait") == "You said: after a wait"
+    assert time.monotonic() - started >= 1.0
+    calls = fresh_emulator.azure_calls(fresh_emulator.model)
+    assert (calls["throttled"], calls["ok"]) == (1, 1)
+    assert fresh_emulator.counters()["token_requests"] == 0
+
+
+def test_provider_passes_a_long_azure_wait_on_at_once_as_a_429_with_the_wait(
+    entra_stack: EntraStack, fresh_emulator: EmulatorHandle
+) -> None:
+    assert _ask(_client(entra_stack), fresh_emulator, "warm").startswith("You said")
+    fresh_emulator.reset()
+    fresh_emulator.throttle_next(5, retry_after=300)
+    once = openai.OpenAI(base_url=f"{entra_stack.server.url}/v1", api_key="x", max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(once, fresh_emulator, "throttled")
+    assert time.monotonic() - started < 5
+    assert "Please retry after 300 seconds" in str(caught.value.message)
+    assert fresh_emulator.azure_calls(fresh_emulator.model)["throttled"] == 1
+    fresh_emulator.reset()
+    fresh_emulator.throttle_next(10, retry_after=1)
+    with pytest.raises(openai.RateLimitError):
+        _ask(once, fresh_emulator, "throttled throughout")
+    assert fresh_emulator.azure_calls(fresh_emulator.model)["throttled"] == 3  # 1 + 2 retries

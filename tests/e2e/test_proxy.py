@@ -235,3 +235,34 @@ def test_proxy_logs_no_token(
     assert token not in caplog.text
     assert fresh_emulator.client_secret not in caplog.text
     assert "retrying once with a fresh Entra ID token" in caplog.text
+
+
+def test_proxy_passes_azures_429_and_filter_answers_through_unchanged_without_retrying(
+    proxy: ProxyFactory, fresh_emulator: EmulatorHandle
+) -> None:
+    """The proxy is transparent: Azure's status, body and headers reach the caller as sent,
+    and the caller's own SDK applies its retry policy (the proxy adds no call)."""
+    model = fresh_emulator.model
+    messages = [{"role": "user", "content": "throttled"}]
+    with proxy() as url:
+        http = httpx.Client(base_url=url, headers={"Authorization": "Bearer caller"}, timeout=30)
+        assert http.get("/models").status_code == 200  # warm the token
+        fresh_emulator.reset()
+        fresh_emulator.throttle_next(1, retry_after=42.5)
+        throttled = http.post("/chat/completions", json={"model": model, "messages": messages})
+        blocked = http.post(
+            "/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "!filter-prompt"}]},
+        )
+    assert throttled.status_code == 429
+    assert throttled.headers["retry-after"] == "43"
+    assert throttled.headers["retry-after-ms"] == "42500"
+    assert "x-ratelimit-remaining-tokens" in throttled.headers
+    assert throttled.json()["error"]["code"] == "429"
+    assert "Please retry after 43 seconds" in throttled.json()["error"]["message"]
+    assert blocked.status_code == 400
+    inner = blocked.json()["error"]["innererror"]
+    assert inner["code"] == "ResponsibleAIPolicyViolation"
+    calls = fresh_emulator.azure_calls(model)
+    assert (calls["throttled"], calls["content_filter"]) == (1, 1)
+    assert fresh_emulator.counters()["token_requests"] == 0

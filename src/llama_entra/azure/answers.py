@@ -39,7 +39,8 @@ RATE_LIMIT_HEADERS = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-t
 _WAIT_IN_TEXT = re.compile(r"retry after (\d+) seconds?", re.IGNORECASE)
 # How the OpenAI SDK words an error (``str(exc)``), which a Llama Stack server answers with.
 _SDK_PREFIX = re.compile(r"^Error code: \d{3} - ")
-# Azure's messages for a blocked prompt and a prompt over the context window.
+# Azure's messages for a 429, a blocked prompt and a prompt over the context window.
+_THROTTLED = re.compile(r"exceeded .*rate limit.*retry after \d+ seconds?", re.IGNORECASE)
 _FILTERED_PROMPT = "triggering Azure OpenAI's content management policy"
 _CONTEXT_EXCEEDED = re.compile(
     r"maximum context length is \d+ tokens|exceeds the context window", re.IGNORECASE
@@ -87,6 +88,10 @@ def classify_azure_error(
     headers: Mapping[str, str] | None = None,
 ) -> UpstreamError | None:
     """The error that keeps the meaning of Azure's ``status`` answer, or None for any other."""
+    if status == 500:
+        # Llama Stack's Responses implementation answers any provider error as a 500 that keeps
+        # Azure's message: the message alone tells what Azure said.
+        status = _status_in_message(message)
     if status not in (400, 429):
         return None
     headers = headers or {}
@@ -134,6 +139,15 @@ def _error_object_from_message(message: str) -> dict[str, Any]:
             "message": message,
         }
     return {}
+
+
+def _status_in_message(message: str) -> int:
+    """Azure's status for a message that is one of its 429 or 400 answers' (else 500)."""
+    if _THROTTLED.search(message):
+        return 429
+    if _FILTERED_PROMPT in message or _CONTEXT_EXCEEDED.search(message):
+        return 400
+    return 500
 
 
 def _number(value: str | None) -> float | None:
