@@ -25,6 +25,7 @@ import openai
 import pytest
 
 from support.emulator import EmulatorHandle
+from support.metrics import metric
 from support.service import (
     ServiceHandle,
     service_config,
@@ -159,6 +160,8 @@ def test_long_azure_wait_goes_to_the_caller_at_once_with_azures_retry_after(api:
 def test_throttling_that_outlasts_the_retries_is_429_after_exactly_the_allowed_calls(
     api: Api,
 ) -> None:
+    retried_before = metric(api.url, "llama_entra_azure_rate_limit_retries_total")
+    answered_before = metric(api.url, "llama_entra_azure_rate_limited_total")
     api.emulator.throttle_next(10, retry_after=1)
     response = api.chat("hello, throttled throughout")
     assert response.status_code == 429, response.text
@@ -171,6 +174,9 @@ def test_throttling_that_outlasts_the_retries_is_429_after_exactly_the_allowed_c
     # makes the same 3, and the service's client sends the server's 429 on without a retry.
     assert api.calls()["throttled"] == 3
     assert api.calls()["ok"] == 0
+    retried = metric(api.url, "llama_entra_azure_rate_limit_retries_total") - retried_before
+    assert retried == (2 if api.mode == "library" else 0)  # service mode: the server's retries
+    assert metric(api.url, "llama_entra_azure_rate_limited_total") - answered_before == 1
 
 
 def test_openai_sdk_sees_a_rate_limit_error_with_azures_wait(api: Api) -> None:

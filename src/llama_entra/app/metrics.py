@@ -1,8 +1,9 @@
 """Prometheus metrics of one service instance (a registry per app, no global state).
 
 Requests by route, method and status; latency by route; requests in progress; the token
-manager's metrics (``llama_entra.entra.metrics``); Azure 401 retries read from the client holder
-at scrape time. Labels never carry a token, key or principal.
+manager's metrics (``llama_entra.entra.metrics``); Azure 401 retries, PermissionDenied answers
+and 429s (retried, or answered to the caller) read from the client holder at scrape time.
+Labels never carry a token, key or principal.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ class _HolderCollector(Collector):
         )
         denied.add_metric([], float(self.holder.permission.count))
         yield denied
+        throttled = CounterMetricFamily(
+            "llama_entra_azure_rate_limit_retries",
+            "Calls made to Azure OpenAI again after its 429 and the wait it asked for",
+        )
+        throttled.add_metric([], float(self.holder.rate_limit.retries))
+        yield throttled
+        passed_on = CounterMetricFamily(
+            "llama_entra_azure_rate_limited",
+            "Azure OpenAI 429s answered to callers (retries used up, or a wait over the budget)",
+        )
+        passed_on.add_metric([], float(self.holder.rate_limit.passed_on))
+        yield passed_on
 
 
 class ServiceMetrics:
