@@ -197,12 +197,14 @@ def test_streams_throttled_before_the_first_chunk_are_a_429_not_a_broken_stream(
     assert response.status_code == 429
     assert response.headers["retry-after"] == str(LONG_WAIT)
     assert events == []
+    assert api.calls()["throttled"] == 1
     api.emulator.reset()
     api.emulator.throttle_next(5, retry_after=LONG_WAIT)
     with pytest.raises(openai.RateLimitError):
         api.openai.chat.completions.create(
             model=api.model, messages=[{"role": "user", "content": "hi"}], stream=True
         )
+    assert api.calls()["throttled"] == 1
 
 
 # -- content filter --------------------------------------------------------------------------
