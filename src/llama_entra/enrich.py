@@ -8,6 +8,12 @@ nor model registration needs a credential. Everything else is kept as it was, ``
 placeholders unexpanded. Without Entra the output equals the input. The result is a new
 document (the input is never changed) and enriching twice changes nothing more.
 
+With ``azure_entra_id.endpoints`` (one model on several Azure OpenAI resources), each resource
+of a provider's list that is not the provider's own ``base_url`` gets a provider of its own,
+``<provider>-resource-<n>`` (``n``: its place in the list, from 1), a copy of the provider with
+that ``base_url``, and a copy of each of the provider's models: the client holder picks the
+resource per call by model, so every resource keeps its own pooled client.
+
 ``llama-entra enrich -c llama-entra.yaml -i run.yaml -o enriched.yaml`` (or ``--entra`` instead
 of ``-c``) writes the result atomically; ``python -m llama_entra.enrich`` is the same command.
 """
@@ -22,13 +28,13 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from llama_entra.config.loading import read_yaml
+from llama_entra.config.loading import expand_env, read_yaml
 from llama_entra.errors import ConfigError
 
 __all__ = [
@@ -39,6 +45,8 @@ __all__ = [
     "ensure_tiktoken_cache",
     "load_run_config",
     "main",
+    "resource_copy_of",
+    "resource_provider_id",
     "run",
     "write_enriched",
 ]
@@ -71,18 +79,36 @@ def azure_providers(run_config: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def resource_provider_id(provider_id: str, place: int) -> str:
+    """The provider the enricher adds for the resource at ``place`` (from 1) of a provider's
+    ``azure_entra_id.endpoints`` list."""
+    return f"{provider_id}-resource-{place}"
+
+
+def resource_copy_of(provider_id: str) -> str | None:
+    """The provider whose further resource ``provider_id`` serves, if it is such a copy."""
+    original, separator, place = provider_id.rpartition("-resource-")
+    return original if separator and place.isdigit() else None
+
+
 def enrich_run_config(
-    run_config: dict[str, Any], *, entra: bool
+    run_config: dict[str, Any],
+    *,
+    entra: bool,
+    endpoints: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """A new run config whose Azure providers start without a credential, and what changed.
 
     ``entra`` says whether Entra ID supplies the token; without it nothing changes.
+    ``endpoints`` maps a ``remote::azure`` provider id to all its resources' base URLs.
     """
     enriched = copy.deepcopy(run_config)
     notes: list[str] = []
     _serve_conversations(enriched, notes)
     if not entra:
         return enriched, notes
+    for provider_id, base_urls in (endpoints or {}).items():
+        _add_resources(enriched, provider_id, base_urls, notes)
     azure_ids: set[str] = set()
     for provider in azure_providers(enriched):
         provider_id = str(provider.get("provider_id"))
@@ -107,6 +133,50 @@ def enrich_run_config(
             model["model_validation"] = False
             notes.append(f"set model_validation: false on model {model.get('model_id')}")
     return enriched, notes
+
+
+def _add_resources(
+    run_config: dict[str, Any], provider_id: str, base_urls: Sequence[str], notes: list[str]
+) -> None:
+    """A provider (and copies of its models) per further resource of ``provider_id``."""
+    providers = azure_providers(run_config)
+    original = next((p for p in providers if str(p.get("provider_id")) == provider_id), None)
+    if original is None:
+        raise ConfigError(
+            f"names provider {provider_id!r}, which is not a remote::azure provider of the run "
+            "config",
+            key=f"azure_entra_id.endpoints.{provider_id}",
+        )
+    own = _expanded((original.get("config") or {}).get("base_url"))
+    inference: list[Any] = run_config["providers"]["inference"]
+    known = {str(p.get("provider_id")) for p in inference if isinstance(p, dict)}
+    models = [m for m in _registered_models(run_config) if m.get("provider_id") == provider_id]
+    for place, base_url in enumerate(base_urls, start=1):
+        sibling_id = resource_provider_id(provider_id, place)
+        if _expanded(base_url) == own or sibling_id in known:
+            continue  # the provider itself serves it, or already enriched
+        sibling = copy.deepcopy(original)
+        sibling["provider_id"] = sibling_id
+        sibling.setdefault("config", {})["base_url"] = base_url
+        inference.append(sibling)
+        for model in models:
+            _model_list(run_config).append({**copy.deepcopy(model), "provider_id": sibling_id})
+        notes.append(f"added provider {sibling_id} for {base_url} (azure_entra_id.endpoints)")
+
+
+def _expanded(value: Any) -> str:
+    """``value`` with ``${env...}`` expanded, for comparing base URLs (empty when unset)."""
+    try:
+        return str(expand_env(value)).rstrip("/") if value is not None else ""
+    except ConfigError:
+        return str(value)
+
+
+def _model_list(run_config: dict[str, Any]) -> list[Any]:
+    """The list new registered models go to (``registered_resources.models``)."""
+    resources = run_config.setdefault("registered_resources", {})
+    models: list[Any] = resources.setdefault("models", [])
+    return models
 
 
 def _serve_conversations(run_config: dict[str, Any], notes: list[str]) -> None:
@@ -197,12 +267,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Enrich ``--input`` into ``--output``; explain each change on stderr."""
-    entra = bool(args.entra)
+    entra, endpoints = bool(args.entra), {}
     if args.config is not None:
         from llama_entra.config import load_config
 
-        entra = load_config(args.config).azure_entra_id is not None
-    enriched, notes = enrich_run_config(load_run_config(args.input), entra=entra)
+        identity = load_config(args.config).azure_entra_id
+        entra = identity is not None
+        endpoints = identity.resource_urls() if identity is not None else {}
+    enriched, notes = enrich_run_config(
+        load_run_config(args.input), entra=entra, endpoints=endpoints
+    )
     if args.make_dirs:
         from llama_entra.preflight import prepare_run_config_dirs
 

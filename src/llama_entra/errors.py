@@ -18,6 +18,7 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   │   └── DatabaseUnavailableError  Llama Stack's PostgreSQL database unreachable -> 503
     │   ├── UpstreamAuthError      Azure still answers 401 after one refresh and retry -> 502
     │   ├── AzureThrottledError    Azure's 429, after the retry policy  -> 429 with Azure's wait
+    │   ├── AzureUnreachableError  no connection to Azure could be made (nothing was sent) -> 502
     │   ├── ContentFilterError     Azure's content filter blocked the prompt        -> 400
     │   ├── ContextLengthError     the prompt exceeds the model's context window     -> 400/413
     │   └── AzurePermissionError   Azure's 401 PermissionDenied: the identity has no role on
@@ -47,6 +48,7 @@ __all__ = [
     "AuthUnavailableError",
     "AzurePermissionError",
     "AzureThrottledError",
+    "AzureUnreachableError",
     "ConfigError",
     "ContentFilterError",
     "ContextLengthError",
@@ -148,13 +150,25 @@ class AzureThrottledError(UpstreamError):
         message: str,
         *,
         retry_after: int | None,
+        wait: float | None = None,
         final: bool = False,
         azure_error: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.retry_after = retry_after
+        # Azure's wait to the millisecond when it sent ``retry-after-ms`` (a resource cools
+        # down for exactly that long), else ``retry_after``.
+        self.wait = wait if wait is not None else retry_after
         self.final = final
         super().__init__(message, status=429, code="429", azure_error=azure_error, headers=headers)
+
+
+class AzureUnreachableError(UpstreamError):
+    """No connection to Azure OpenAI could be made: the request was never sent (safe to send
+    to another resource, unlike a timeout or a connection dropped mid-call)."""
+
+    def __init__(self, message: str = "Azure OpenAI is unreachable") -> None:
+        super().__init__(message, status=502)
 
 
 class ContentFilterError(UpstreamError):

@@ -261,3 +261,34 @@ def test_ensure_tiktoken_cache_installs_the_verified_encoding(tmp_path: Path) ->
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     assert digest == "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
     assert ensure_tiktoken_cache(cache) == cache  # idempotent
+
+
+def test_enrich_adds_a_provider_and_model_copies_per_further_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AZURE_API_BASE", "https://east.openai.azure.com/openai/v1/")
+    urls = [
+        "https://east.openai.azure.com/openai/v1",  # the provider's own: not added twice
+        "https://sweden.openai.azure.com/openai/v1",
+        "https://norway.openai.azure.com/openai/v1",
+    ]
+    enriched, notes = enrich_run_config(_run_config(), entra=True, endpoints={"azure": urls})
+    providers = {p["provider_id"]: p for p in enriched["providers"]["inference"]}
+    assert set(providers) == {"azure", "vllm", "azure-resource-2", "azure-resource-3"}
+    assert providers["azure-resource-2"]["config"]["base_url"] == urls[1]
+    assert "api_key" not in providers["azure-resource-3"]["config"]
+    assert providers["azure-resource-3"]["config"]["refresh_models"] is False
+    copies = [
+        (m["provider_id"], m["model_id"], m["model_validation"])
+        for m in enriched["registered_resources"]["models"]
+        if m["provider_id"].startswith("azure-")
+    ]
+    assert copies == [("azure-resource-2", "gpt", False), ("azure-resource-3", "gpt", False)]
+    assert sum("added provider" in note for note in notes) == 2
+    again, _ = enrich_run_config(enriched, entra=True, endpoints={"azure": urls})
+    assert again == enriched  # enriching twice adds nothing
+
+
+def test_enrich_endpoints_of_an_unknown_provider_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"azure_entra_id\.endpoints\.nope"):
+        enrich_run_config(_run_config(), entra=True, endpoints={"nope": ["https://x/openai/v1"]})

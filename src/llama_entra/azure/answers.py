@@ -100,12 +100,14 @@ def classify_azure_error(
     if status == 429:
         # Azure's 429 object is always this; a server may have kept only its message.
         error = error or {"code": "429", "message": azure_message}
+        exact = _exact_wait(headers)
         wait = retry_after_seconds(headers)
         if wait is None and (found := _WAIT_IN_TEXT.search(azure_message)) is not None:
             wait = int(found.group(1))
         return AzureThrottledError(
             azure_message,
             retry_after=wait,
+            wait=exact,
             azure_error=error,
             headers=caller_headers(headers, retry_after=wait),
         )
@@ -148,6 +150,14 @@ def _status_in_message(message: str) -> int:
     if _FILTERED_PROMPT in message or _CONTEXT_EXCEEDED.search(message):
         return 400
     return 500
+
+
+def _exact_wait(headers: Mapping[str, str]) -> float | None:
+    """Azure's wait in seconds: ``retry-after-ms`` when present, else ``retry-after``."""
+    milliseconds = _number(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    return _number(headers.get("retry-after"))
 
 
 def _number(value: str | None) -> float | None:

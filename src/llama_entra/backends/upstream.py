@@ -18,6 +18,7 @@ import openai
 
 from llama_entra.azure import classify_azure_error
 from llama_entra.errors import (
+    AzureUnreachableError,
     LlamaEntraError,
     NotFoundError,
     TokenUnavailableError,
@@ -113,6 +114,8 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
     if isinstance(exc, openai.APITimeoutError):  # library mode: Azure itself
         return UpstreamError("Azure OpenAI did not answer in time", status=504)
     if isinstance(exc, openai.APIConnectionError):
+        if _never_connected(exc):
+            return AzureUnreachableError()
         return UpstreamError("Azure OpenAI is unreachable", status=502)
     if isinstance(exc, openai.APIStatusError):
         return upstream_error(
@@ -132,6 +135,19 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
         if isinstance(exc, kind):
             return upstream_error(status, first_line)
     return UpstreamError(f"Llama Stack call failed: {first_line}", status=502)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether the SDK's connection error is a connection that was never made (httpx's or
+    httpx2's ``ConnectError``): the request was not sent."""
+    cause: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(10):
+        if cause is None:
+            return False
+        if type(cause).__name__ == "ConnectError":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 # What a Llama Stack server answers for these exceptions (its exception mapping), in MRO order.

@@ -23,6 +23,7 @@ from llama_entra.config.base import StrictModel
 from llama_entra.config.entra import (
     COGNITIVE_SERVICES_SCOPE,
     PUBLIC_AUTHORITY,
+    AzureDeployments,
     AzureEntraIdConfig,
     AzureRetryPolicy,
     CredentialKind,
@@ -45,6 +46,7 @@ __all__ = [
     "AuthAction",
     "AuthenticationConfig",
     "AuthorizationRule",
+    "AzureDeployments",
     "AzureEntraIdConfig",
     "AzureRetryPolicy",
     "ConversationIndexConfig",

@@ -17,6 +17,7 @@ from llama_entra.config.base import StrictModel, blank
 __all__ = [
     "COGNITIVE_SERVICES_SCOPE",
     "PUBLIC_AUTHORITY",
+    "AzureDeployments",
     "AzureEntraIdConfig",
     "AzureRetryPolicy",
     "CredentialKind",
@@ -43,6 +44,23 @@ class AzureRetryPolicy(StrictModel):
     )
     max_wait_seconds: float = Field(
         10.0, ge=0, description="Seconds slept for Azure's waits, at most, for one request."
+    )
+
+
+class AzureDeployments(StrictModel):
+    """Several Azure OpenAI resources serving the same deployments of one provider.
+
+    One Entra token is valid for every Azure OpenAI resource of the tenant; the client holder
+    picks a resource per call and sends its base URL in the provider data.
+    """
+
+    strategy: Literal["priority", "round_robin"] = Field(
+        "priority",
+        description="priority: the first resource not cooling down; round_robin: in turn.",
+    )
+    base_urls: list[str] = Field(
+        min_length=1,
+        description="Every resource's base URL (https://RES.openai.azure.com/openai/v1), in order.",
     )
 
 
@@ -88,9 +106,18 @@ class AzureEntraIdConfig(StrictModel):
     api_base: str | None = Field(
         None, description="Azure OpenAI base URL; default: base_url of the remote::azure provider."
     )
+    endpoints: dict[str, AzureDeployments] = Field(
+        default_factory=dict,
+        description="Per remote::azure provider id: further resources with the same "
+        "deployments, and how calls spread over them (failover on 429 and refused connections).",
+    )
     retries: AzureRetryPolicy = Field(
         default_factory=AzureRetryPolicy, description="Retries of Azure's 429 (rate limit)."
     )
+
+    def resource_urls(self) -> dict[str, list[str]]:
+        """Each provider's resources' base URLs (``endpoints``), for the enricher."""
+        return {provider: list(spread.base_urls) for provider, spread in self.endpoints.items()}
 
     @model_validator(mode="after")
     def _credential_has_its_fields(self) -> AzureEntraIdConfig:

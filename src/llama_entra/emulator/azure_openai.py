@@ -33,6 +33,7 @@ from llama_entra.emulator.gate import (
     DEFAULT_API_VERSION,
     DeploymentCall,
     admit,
+    deployment_key,
     deployment_not_found,
     finish,
 )
@@ -119,30 +120,32 @@ async def chat_completions(request: Request) -> Response:
     body = await read_json(request)
     named = deployment or (body.get("model") if isinstance(body, dict) else None)
     model = named if isinstance(named, str) else None
+    resource = request.path_params.get("resource")
+    key = deployment_key(resource, model) if model is not None else None
     if refusal is not None:
-        return finish(state, model, refusal.response, refusal.outcome)
+        return finish(state, key, refusal.response, refusal.outcome)
     if isinstance(body, Response):
         return body
     if model not in state.settings.models:
-        return finish(state, model, deployment_not_found(), "not_found")
+        return finish(state, key, deployment_not_found(), "not_found")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         invalid = error_response(
             400, "invalid_request_error", "'messages' must be a non-empty array."
         )
-        return finish(state, model, invalid, "error")
+        return finish(state, key, invalid, "error")
     prompt = _last_user_text(messages)
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     texts = [_text(m) for m in messages if isinstance(m, dict)]
     cost = CallCost(estimate_tokens(texts), max_tokens if isinstance(max_tokens, int) else None)
     api_version = request.query_params.get("api-version") or DEFAULT_API_VERSION
-    call = DeploymentCall("chat", model, cost, prompt, api_version)
+    call = DeploymentCall("chat", model, cost, prompt, api_version, resource)
     if (refused := admit(state, call)) is not None:
-        return finish(state, model, refused.response, refused.outcome)
+        return finish(state, key, refused.response, refused.outcome)
     state.completions += 1
     filtered = completion_trigger(prompt)
     answer = _answer(request, state, call, body, messages, filtered)
-    return finish(state, model, answer, "ok" if filtered is None else "content_filter")
+    return finish(state, key, answer, "ok" if filtered is None else "content_filter")
 
 
 def _answer(
@@ -239,10 +242,14 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def azure_openai_routes() -> list[Route]:
-    """The Azure OpenAI routes (v1 API and the classic deployment route)."""
+    """The Azure OpenAI routes (v1 API, on named resources too, and the classic route)."""
     return [
         Route("/openai/v1/models", list_models),
         Route("/openai/v1/chat/completions", chat_completions, methods=["POST"]),
+        # Further Azure OpenAI resources serving the same deployments, each with its own
+        # limits and counters (``RESOURCE/MODEL``): base URL ``/RESOURCE/openai/v1``.
+        Route("/{resource}/openai/v1/models", list_models),
+        Route("/{resource}/openai/v1/chat/completions", chat_completions, methods=["POST"]),
         Route(
             "/openai/deployments/{deployment}/chat/completions",
             chat_completions,

@@ -154,7 +154,7 @@ async def set_limits(request: Request) -> Response:
     if isinstance(parsed, Response):
         return parsed
     state = _state(request)
-    if parsed.model not in state.settings.models:
+    if not state.serves(parsed.model):
         return JSONResponse({"detail": f"no deployment named {parsed.model!r}"}, 404)
     current = state.limits_for(parsed.model)
     start = state.settings.deployment_limits.get(parsed.model) or DeploymentLimits()

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_API_VERSION",
     "DeploymentCall",
     "admit",
+    "deployment_key",
     "deployment_not_found",
     "finish",
     "throttled",
@@ -59,6 +60,17 @@ class DeploymentCall:
     cost: CallCost
     prompt: str  # the last user message
     api_version: str = DEFAULT_API_VERSION
+    resource: str | None = None  # which emulated Azure OpenAI resource (None: the default one)
+
+    @property
+    def deployment(self) -> str:
+        """The key of the deployment's limits and counters: ``RESOURCE/MODEL`` or ``MODEL``."""
+        return deployment_key(self.resource, self.model)
+
+
+def deployment_key(resource: str | None, model: str) -> str:
+    """A deployment of ``model`` on ``resource`` (None: the default resource) as state keys it."""
+    return f"{resource}/{model}" if resource else model
 
 
 def deployment_not_found() -> Response:
@@ -113,7 +125,7 @@ def _context_exceeded(call: DeploymentCall, window: int) -> Response:
 
 def _forced_throttle(state: EmulatorState, call: DeploymentCall) -> Throttle | None:
     faults = state.faults
-    if faults.throttle_next <= 0 or faults.throttle_model not in (None, call.model):
+    if faults.throttle_next <= 0 or faults.throttle_model not in (None, call.deployment):
         return None
     faults.throttle_next -= 1
     return Throttle("token", faults.throttle_retry_after)
@@ -141,9 +153,9 @@ def _injected(call: DeploymentCall) -> Refusal | None:
 def admit(state: EmulatorState, call: DeploymentCall) -> Refusal | None:
     """None when the model may answer ``call``, else Azure's refusal (module docstring)."""
     throttle = _forced_throttle(state, call)
-    limits = state.limits_for(call.model)
+    limits = state.limits_for(call.deployment)
     if throttle is None:
-        window = state.window_for(call.model)
+        window = state.window_for(call.deployment)
         throttle = window.admit(state.clock(), call.cost.rate_tokens, limits)
     if throttle is not None:
         return Refusal(throttled(call, throttle), "throttled")
@@ -159,7 +171,7 @@ def finish(state: EmulatorState, model: str | None, response: Response, outcome:
     if model is None:
         return response
     state.count_call(model, outcome)
-    if model in state.settings.models:
+    if state.serves(model):
         limits = state.limits_for(model)
         requests, tokens = state.window_for(model).remaining(state.clock(), limits)
         response.headers["x-ratelimit-remaining-requests"] = str(requests)

@@ -164,6 +164,10 @@ class EmulatorState:
         """True for an unexpired, unrevoked token the emulator issued (or the static key)."""
         return self.is_static_key(token) or self.token_for(token) is not None
 
+    def serves(self, deployment: str) -> bool:
+        """True for a served model, on the default resource or on a named one (``RES/MODEL``)."""
+        return deployment.rpartition("/")[2] in self.settings.models
+
     def limits_for(self, model: str) -> DeploymentLimits:
         """The deployment's current quota."""
         return self.limits.get(model) or DeploymentLimits()

@@ -157,8 +157,11 @@ async def create_server_tables(run_config: Path) -> None:
 
 async def _library_client(config: LlamaEntraConfig, run_config: Path) -> StackClient:
     state_dir = config.service.state_dir
+    identity = config.azure_entra_id
     enriched, notes = enrich_run_config(
-        load_run_config(run_config), entra=config.azure_entra_id is not None
+        load_run_config(run_config),
+        entra=identity is not None,
+        endpoints=identity.resource_urls() if identity is not None else None,
     )
     for note in notes:
         logger.info("run config: %s", note)

@@ -28,9 +28,10 @@ from typing import Any
 from opentelemetry.util.types import AttributeValue
 from pydantic import SecretStr
 
-from llama_entra.azure import RateLimitRetry
+from llama_entra.azure import DeploymentPool, RateLimitRetry
 from llama_entra.backends import StackClient, active_backend
 from llama_entra.config import AzureRetryPolicy, LlamaEntraConfig
+from llama_entra.enrich import resource_copy_of
 from llama_entra.entra import TokenManager
 from llama_entra.errors import (
     ContextLengthError,
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 Headers = dict[str, str]
 JSON = dict[str, Any]
+# A call to Llama Stack: given the provider-data headers and the id of the model to send (the
+# resource's copy of the model when it is on several Azure OpenAI resources).
+type Operation[T] = Callable[[Headers, str], Awaitable[T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +99,16 @@ class ClientHolder:
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self.permission = PermissionWatch()  # Azure's PermissionDenied: no refresh, no retry
         self.rate_limit = RateLimitRetry(self._retry_policy())
+        # Providers whose model is on several Azure OpenAI resources: one is picked per call.
+        endpoints = config.azure_entra_id.endpoints if config.azure_entra_id else {}
+        self.pools = {
+            provider: DeploymentPool(spread.base_urls, spread.strategy)
+            for provider, spread in endpoints.items()
+        }
         self._azure_bases: dict[str, str] | None = None
+        self._resource_providers: dict[str, list[str]] = {}  # base URL -> remote::azure ids
         self._models: dict[str, ModelInfo] = {}
+        self._copies: dict[str, ModelInfo] = {}  # models of a further resource of a provider
 
     def _retry_policy(self) -> AzureRetryPolicy:
         """Library mode: ``azure_entra_id.retries``. Service mode: none here, the server's
@@ -165,7 +177,9 @@ class ClientHolder:
         for provider in providers:
             if provider.provider_type != AZURE_PROVIDER_TYPE:
                 continue
-            base = override or str(provider.config.get("base_url") or "")
+            own = str(provider.config.get("base_url") or "")
+            self._resource_providers.setdefault(_normal(own), []).append(provider.provider_id)
+            base = override or own
             if base:
                 found[provider.provider_id] = base
             else:
@@ -202,8 +216,15 @@ class ClientHolder:
             )
             for model in await self.client.list_models()
         ]
-        self._models = {model.id: model for model in models}
-        return models
+        copies = [model for model in models if self._is_resource_copy(model)]
+        self._copies = {model.id: model for model in copies}
+        visible = [model for model in models if model.id not in self._copies]
+        self._models = {model.id: model for model in visible}
+        return visible
+
+    def _is_resource_copy(self, model: ModelInfo) -> bool:
+        """A model the enricher registered for a further resource (listed nowhere)."""
+        return resource_copy_of(model.provider_id) in self.pools
 
     async def resolve_model(self, name: str | None, provider: str | None = None) -> ModelInfo:
         """The model a request names (``provider/model``, plain, or the configured default)."""
@@ -254,37 +275,39 @@ class ClientHolder:
 
     async def chat(self, model: ModelInfo, params: JSON) -> JSON:
         """A chat completion from ``model`` (``params`` as OpenAI's body)."""
-        params = params | {"model": model.id}
         return await self.call(
             model,
-            lambda headers: self.client.chat_completion(params, headers),
+            lambda headers, model_id: self.client.chat_completion(
+                params | {"model": model_id}, headers
+            ),
             name="chat_completions",
         )
 
     def chat_stream(self, model: ModelInfo, params: JSON) -> AsyncGenerator[JSON, None]:
         """A streamed chat completion from ``model``: its chunks as they arrive."""
-        params = params | {"model": model.id}
         return self.stream(
             model,
-            lambda headers: self.client.chat_completion_stream(params, headers),
+            lambda headers, model_id: self.client.chat_completion_stream(
+                params | {"model": model_id}, headers
+            ),
             name="chat_completions",
         )
 
     async def call[T](
         self,
         model: ModelInfo | None,
-        operation: Callable[[Headers], Awaitable[T]],
+        operation: Operation[T],
         *,
         name: str = "call",
     ) -> T:
-        """Run ``operation(headers)``; on Azure 401 refresh the token once and retry.
+        """Run ``operation(headers, model_id)``; on Azure 401 refresh the token once and retry.
 
         Traced as ``llama_stack.<name>``, the retry as its child ``azure.unauthorized_retry``.
         """
         with spans.span(f"llama_stack.{name}", self._span_attributes(model)):
             headers = await self.headers_for(model)
             try:
-                return self._accepted(model, await self._throttled(operation, headers))
+                return self._accepted(model, await self._throttled(model, operation, headers))
             except LlamaEntraError as exc:
                 self._inspect_refusal(model, exc, headers)
                 if not self._should_retry(model, exc):
@@ -294,7 +317,7 @@ class ClientHolder:
                 self._invalidate(rejected)
                 headers = await self.headers_for(model)
                 try:
-                    return self._accepted(model, await self._throttled(operation, headers))
+                    return self._accepted(model, await self._throttled(model, operation, headers))
                 except LlamaEntraError as retry_exc:
                     self._inspect_refusal(model, retry_exc, headers)
                     raise self._after_retry(retry_exc) from retry_exc
@@ -302,7 +325,7 @@ class ClientHolder:
     async def stream[T](
         self,
         model: ModelInfo | None,
-        operation: Callable[[Headers], Awaitable[AsyncIterator[T]]],
+        operation: Operation[AsyncIterator[T]],
         *,
         name: str = "stream",
     ) -> AsyncGenerator[T, None]:
@@ -329,12 +352,13 @@ class ClientHolder:
             current.end()
 
     async def _open_stream[T](
-        self, model: ModelInfo | None, operation: Callable[[Headers], Awaitable[AsyncIterator[T]]]
+        self, model: ModelInfo | None, operation: Operation[AsyncIterator[T]]
     ) -> tuple[AsyncIterator[T], T] | None:
         """The stream and its first chunk (None: empty), retried once after Azure's 401."""
         headers = await self.headers_for(model)
         try:
-            return self._accepted(model, await self._throttled(_first_chunk(operation), headers))
+            opened = await self._throttled(model, _first_chunk(operation), headers)
+            return self._accepted(model, opened)
         except LlamaEntraError as exc:
             self._inspect_refusal(model, exc, headers)
             if not self._should_retry(model, exc, streaming=True):
@@ -344,17 +368,49 @@ class ClientHolder:
             self._invalidate(rejected)
             headers = await self.headers_for(model)
             try:
-                opened = await self._throttled(_first_chunk(operation), headers)
+                opened = await self._throttled(model, _first_chunk(operation), headers)
                 return self._accepted(model, opened)
             except LlamaEntraError as retry_exc:
                 self._inspect_refusal(model, retry_exc, headers)
                 raise self._after_retry(retry_exc) from retry_exc
 
     async def _throttled[R](
-        self, operation: Callable[[Headers], Awaitable[R]], headers: Headers
+        self, model: ModelInfo | None, operation: Operation[R], headers: Headers
     ) -> R:
-        """``operation(headers)``, called again after Azure's 429 as the policy allows."""
-        return await self.rate_limit.run(lambda: operation(headers))
+        """``operation``, called again after Azure's 429 as the policy allows; for a model on
+        several resources, on the resource the pool picks (moved on a 429 or a refused
+        connection before any output, see ``llama_entra.azure.deployments``)."""
+        model_id = model.id if model is not None else ""
+        pool = self.pools.get(model.provider_id) if model is not None and model.azure else None
+        if model is None or pool is None:
+            return await self.rate_limit.run(lambda: operation(headers, model_id))
+        served = model
+
+        def on_resource(base_url: str) -> Awaitable[R]:
+            target = self._resource_model(served, base_url)
+            return operation(self._with_base(headers, base_url), target)
+
+        return await self.rate_limit.run(lambda: pool.call(on_resource))
+
+    def _resource_model(self, model: ModelInfo, base_url: str) -> str:
+        """The id of ``model``'s copy served from ``base_url`` (the enricher registered one
+        per resource: ``llama_entra.enrich``)."""
+        for provider_id in self._resource_providers.get(_normal(base_url), ()):
+            for candidate in [*self._models.values(), *self._copies.values()]:
+                same = candidate.provider_resource_id == model.provider_resource_id
+                if candidate.provider_id == provider_id and same:
+                    return candidate.id
+        raise UpstreamError(
+            f"no provider serves {model.provider_resource_id} at {base_url}: check that the "
+            "Llama Stack run config was enriched with azure_entra_id.endpoints",
+            status=502,
+        )
+
+    def _with_base(self, headers: Headers, base_url: str) -> Headers:
+        """``headers`` with the provider data's Azure base URL set to ``base_url``."""
+        data = json.loads(headers[self.header])
+        data["azure_api_base"] = base_url
+        return {**headers, self.header: json.dumps(data)}
 
     def _span_attributes(self, model: ModelInfo | None) -> dict[str, AttributeValue]:
         attributes: dict[str, AttributeValue] = {
@@ -430,12 +486,12 @@ async def _close(client: StackClient) -> None:
 
 
 def _first_chunk[T](
-    operation: Callable[[Headers], Awaitable[AsyncIterator[T]]],
-) -> Callable[[Headers], Awaitable[tuple[AsyncIterator[T], T] | None]]:
+    operation: Operation[AsyncIterator[T]],
+) -> Operation[tuple[AsyncIterator[T], T] | None]:
     """``operation`` opening a stream, as one step up to its first chunk (None: empty)."""
 
-    async def opened(headers: Headers) -> tuple[AsyncIterator[T], T] | None:
-        stream = await operation(headers)
+    async def opened(headers: Headers, model_id: str) -> tuple[AsyncIterator[T], T] | None:
+        stream = await operation(headers, model_id)
         try:
             return stream, await anext(aiter(stream))
         except StopAsyncIteration:
@@ -457,6 +513,10 @@ def _is_unauthorized(exc: LlamaEntraError) -> bool:
         and exc.status == 401
         and not is_permission_denied(exc)
     )
+
+
+def _normal(base_url: str) -> str:
+    return base_url.rstrip("/")
 
 
 def _label(name: str, provider: str | None) -> str:

@@ -122,7 +122,7 @@ async def test_holder_azure_401_invalidates_and_retries_once_with_new_token(
     model = await holder.resolve_model("gpt-4o-mini")
     seen: list[str] = []
 
-    async def operation(headers: dict[str, str]) -> str:
+    async def operation(headers: dict[str, str], model_id: str) -> str:
         seen.append(json.loads(headers[HEADER])["azure_api_key"])
         if len(seen) == 1:
             raise _azure_401()
@@ -137,7 +137,7 @@ async def test_holder_second_401_is_upstream_auth_error(entra: FakeEntra) -> Non
     model = await holder.resolve_model("gpt-4o-mini")
     calls = 0
 
-    async def operation(headers: dict[str, str]) -> str:
+    async def operation(headers: dict[str, str], model_id: str) -> str:
         nonlocal calls
         calls += 1
         raise _azure_401()
@@ -156,7 +156,7 @@ async def test_holder_stream_retries_before_first_chunk_only(entra: FakeEntra) -
         yield "a"
         yield "b"
 
-    async def operation(headers: dict[str, str]) -> AsyncIterator[str]:
+    async def operation(headers: dict[str, str], model_id: str) -> AsyncIterator[str]:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
@@ -172,7 +172,7 @@ async def test_holder_connection_error_is_not_retried_outside_streams(entra: Fak
     model = await holder.resolve_model("gpt-4o-mini")
     calls = 0
 
-    async def operation(headers: dict[str, str]) -> str:
+    async def operation(headers: dict[str, str], model_id: str) -> str:
         nonlocal calls
         calls += 1
         raise UpstreamConnectionError("Llama Stack is unreachable")
@@ -193,7 +193,7 @@ async def test_holder_dropped_service_stream_counts_as_refusal(entra: FakeEntra)
     async def chunks() -> AsyncIterator[str]:
         yield "a"
 
-    async def operation(headers: dict[str, str]) -> AsyncIterator[str]:
+    async def operation(headers: dict[str, str], model_id: str) -> AsyncIterator[str]:
         nonlocal attempts
         attempts += 1
         if attempts == 1:

@@ -82,12 +82,14 @@ async def responses(
     client = holder.client
     if not body.stream:
         result = await holder.call(
-            model, lambda headers: client.create_response(params, headers), name="responses"
+            model,
+            lambda headers, model_id: client.create_response(params | {"model": model_id}, headers),
+            name="responses",
         )
         return JSONResponse(result)
 
-    async def open_stream(headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
-        return _refusal_first(await client.response_stream(params, headers))
+    async def open_stream(headers: dict[str, str], model_id: str) -> AsyncIterator[dict[str, Any]]:
+        return _refusal_first(await client.response_stream(params | {"model": model_id}, headers))
 
     events = holder.stream(model, open_stream, name="responses")
     first = await anext(events, None)

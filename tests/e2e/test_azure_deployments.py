@@ -1,0 +1,174 @@
+"""End-to-end: one model on several Azure OpenAI resources, library mode, real Llama Stack.
+
+The emulator serves further resources at ``/RESOURCE/openai/v1``, each with its own limits
+and counters (``RESOURCE/MODEL``); one Entra token is valid for all of them, as in a real
+tenant. The service picks a resource per call and sends its base URL in the provider data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from support.emulator import EmulatorHandle
+from support.metrics import metric
+from support.service import (
+    ServiceHandle,
+    free_port,
+    service_config,
+    stack_environment,
+    start_llama_stack,
+    start_service,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _resource(emulator: EmulatorHandle, name: str) -> str:
+    return emulator.azure_base_url.replace("/openai/v1", f"/{name}/openai/v1")
+
+
+def _start(
+    emulator: EmulatorHandle,
+    tmp_path_factory: pytest.TempPathFactory,
+    strategy: str,
+    base_urls: list[str],
+) -> Iterator[ServiceHandle]:
+    directory = tmp_path_factory.mktemp(f"deployments-{strategy}")
+    endpoints = {"azure": {"strategy": strategy, "base_urls": base_urls}}
+    path = service_config(directory, emulator, entra={"endpoints": endpoints})
+    with start_service(path, stack_environment(emulator, directory / "state")) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def priority(
+    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceHandle]:
+    """Two resources, the default one first."""
+    urls = [emulator.azure_base_url, _resource(emulator, "sweden")]
+    yield from _start(emulator, tmp_path_factory, "priority", urls)
+
+
+@pytest.fixture(scope="module")
+def round_robin(
+    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceHandle]:
+    """A resource that refuses connections, then two that work, in turn."""
+    refusing = f"https://127.0.0.1:{free_port()}/openai/v1"
+    urls = [refusing, _resource(emulator, "east"), _resource(emulator, "west")]
+    yield from _start(emulator, tmp_path_factory, "round_robin", urls)
+
+
+@pytest.fixture(scope="module")
+def service_mode(
+    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceHandle]:
+    """Service mode: the entrypoint enriches the server's run config from the same section."""
+    directory = tmp_path_factory.mktemp("deployments-service-mode")
+    urls = [emulator.azure_base_url, _resource(emulator, "norway")]
+    entra = {"endpoints": {"azure": {"strategy": "priority", "base_urls": urls}}}
+    env = stack_environment(emulator, directory / "stack-state")
+    (directory / "stack").mkdir()
+    with start_llama_stack(
+        service_config(directory / "stack", emulator, entra=entra), env
+    ) as stack:
+        (directory / "service").mkdir()
+        path = service_config(
+            directory / "service", emulator, mode="service", llama_stack_url=stack.url, entra=entra
+        )
+        with start_service(path, env) as handle:
+            yield handle
+
+
+def _query(service: ServiceHandle, text: str) -> httpx.Response:
+    body = {"query": text, "generate_topic_summary": False}
+    return httpx.post(f"{service.url}/v1/query", json=body, timeout=60)
+
+
+def _ok(emulator: EmulatorHandle, deployment: str) -> int:
+    return int(emulator.azure_calls(deployment)["ok"])
+
+
+def test_priority_spills_over_on_429_and_returns_after_azures_wait(
+    priority: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    sweden = f"sweden/{model}"
+    assert _query(priority, "warm").status_code == 200
+    emulator.reset()
+    emulator.throttle_next(1, retry_after=2, model=model)  # the first resource only
+    assert _query(priority, "spill over").status_code == 200
+    assert emulator.azure_calls(model)["throttled"] == 1
+    assert _ok(emulator, sweden) == 1
+    assert _query(priority, "while it cools down").status_code == 200
+    assert _ok(emulator, model) == 0  # no call during Azure's wait
+    assert _ok(emulator, sweden) == 2
+    time.sleep(2.1)
+    assert _query(priority, "back to the first").status_code == 200
+    assert _ok(emulator, model) == 1
+    assert emulator.counters()["token_requests"] == 0  # one token serves every resource
+    failovers = "llama_entra_azure_deployment_failovers_total"
+    first, second = emulator.azure_base_url, _resource(emulator, "sweden")
+    assert metric(priority.url, failovers, provider="azure", resource=first) == 1
+    calls = metric(priority.url, "llama_entra_azure_deployment_calls_total", resource=second)
+    assert calls >= 2
+    listed = httpx.get(f"{priority.url}/v1/models", timeout=10).json()["models"]
+    assert [m["identifier"] for m in listed if "resource" in m["identifier"]] == []
+
+
+def test_every_resource_throttled_is_one_429_with_the_soonest_wait(
+    priority: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    emulator.throttle_next(2, retry_after=45)  # both resources' next call
+    started = time.monotonic()
+    response = _query(priority, "all throttled")
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == "45"
+    assert time.monotonic() - started < 5  # over the 10 s budget: not slept through
+    assert emulator.azure_calls(model)["throttled"] == 1
+    assert emulator.azure_calls(f"sweden/{model}")["throttled"] == 1
+    emulator.reset()
+
+
+def test_round_robin_skips_a_refusing_resource_and_spreads_the_rest(
+    round_robin: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    for turn in range(6):
+        response = _query(round_robin, f"turn {turn}")
+        assert response.status_code == 200, response.text
+    east, west = _ok(emulator, f"east/{model}"), _ok(emulator, f"west/{model}")
+    assert east + west == 6
+    assert abs(east - west) <= 1
+    assert _ok(emulator, model) == 0
+
+
+def test_service_mode_spills_over_through_the_servers_resource_providers(
+    service_mode: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    assert _query(service_mode, "warm").status_code == 200
+    emulator.reset()
+    # Over 120 s: the server's remote::azure adapter (the OpenAI SDK, unconfigurable there)
+    # answers the 429 at once instead of sleeping Azure's wait, so the service moves the call.
+    emulator.throttle_next(1, retry_after=121, model=model)
+    assert _query(service_mode, "spill over").status_code == 200
+    assert emulator.azure_calls(model)["throttled"] == 1
+    assert _ok(emulator, f"norway/{model}") == 1
+    streamed = httpx.post(
+        f"{service_mode.url}/v1/chat/completions",
+        json={
+            "model": f"azure/{model}",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        },
+        timeout=60,
+    )
+    assert streamed.status_code == 200
+    assert _ok(emulator, f"norway/{model}") == 2  # the first resource still cools down
+    emulator.reset()
