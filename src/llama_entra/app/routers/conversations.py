@@ -138,7 +138,7 @@ async def delete_conversation(
     except ConversationNotFoundError:
         return ConversationDeleteResponse(
             conversation_id=conversation_id,
-            success=False,
+            success=True,  # the call succeeded; there was nothing to delete (lightspeed's body)
             deleted=False,
             response="Conversation not found",
         )
