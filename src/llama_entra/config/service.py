@@ -189,8 +189,10 @@ class ConversationIndexConfig(StrictModel):
 
 
 class FeedbackConfig(StrictModel):
-    """Callers' feedback on answers (`POST /v1/feedback`), kept in the conversation index's
-    database (SQLite in `service.state_dir`, or PostgreSQL when the index is there)."""
+    """Callers' feedback on answers (`POST /v1/feedback`), kept in the conversation index's DB.
+
+    That is SQLite in `service.state_dir`, or PostgreSQL when the index is there.
+    """
 
     enabled: bool = Field(
         False,
