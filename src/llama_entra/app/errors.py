@@ -200,7 +200,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
     shape = shape_for(request.url.path)
-    native: dict[str, Any] = {"detail": jsonable_encoder(exc.errors())}
+    # A body that is not JSON comes back as bytes in ``input``: shown as text, never a 500.
+    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_as_text})
+    native: dict[str, Any] = {"detail": errors}
     if shape == "lightspeed":
         return JSONResponse(native, status_code=422)
     first = exc.errors()[0] if exc.errors() else {}
@@ -210,6 +212,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     error["param"] = where
     content = {"error": error} if shape == "openai" else native | {"error": error}
     return JSONResponse(content, status_code=422)
+
+
+def _bytes_as_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -35,7 +35,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["conversations"])
 Caller = Annotated[Principal, Depends(authorized("conversations"))]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 422, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 503)
 }
 
 

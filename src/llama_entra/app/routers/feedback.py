@@ -40,7 +40,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["feedback"])
 _DISABLED = "Storing feedback is disabled"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (401, 403, 404, 422, 503)
+    status: {"model": ErrorResponse} for status in (401, 403, 404, 503)
 }
 
 

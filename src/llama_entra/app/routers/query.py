@@ -19,7 +19,7 @@ __all__ = ["ERRORS", "router"]
 
 router = APIRouter(tags=["query"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 422, 429, 502, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 429, 502, 503)
 }
 
 
