@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from llama_entra.conversations.index import ConversationIndex, IndexedTurn, SqliteConversationIndex
+from llama_entra.conversations.index import (
+    ConversationIndex,
+    Feedback,
+    IndexedTurn,
+    SqliteConversationIndex,
+)
 from llama_entra.conversations.index_postgres import PostgresConversationIndex
 from llama_entra.errors import DatabaseUnavailableError
 from llama_entra.storage.database import DatabaseTarget
@@ -148,3 +153,15 @@ async def test_an_unreachable_database_is_named_without_its_password_and_reporte
     finally:
         await index.aclose()
     assert secret not in caplog.text
+
+
+async def test_feedback_rows_are_kept_per_owner(index: ConversationIndex) -> None:
+    """``POST /v1/feedback`` stores here; each owner's rows are apart from every other's."""
+    first = Feedback("f1", "alice", "conv_a", 10.0, -1, "vague", '["incorrect"]', "q", "a")
+    second = Feedback("f2", "alice", "conv_a", 20.0, 1, None, None, "q2", "a2")
+    other = Feedback("f3", "bob", "conv_b", 15.0, None, "fine", None, "q3", "a3")
+    for feedback in (second, other, first):
+        await index.add_feedback(feedback)
+    assert await index.feedback_of("alice") == [first, second]
+    assert await index.feedback_of("bob") == [other]
+    assert await index.feedback_of("mallory") == []

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the client holder, the conversation store, and the caller's principal.
+"""FastAPI dependencies: the client holder, the conversation store, the topic summarizer, and
+the caller's principal.
 
 Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
 a thread hop per request for reading an attribute.
@@ -13,9 +14,10 @@ from fastapi import Depends, Request
 
 from llama_entra.auth import Action, Authenticator, Principal
 from llama_entra.conversations import ConversationStore
+from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.stack import ClientHolder
 
-__all__ = ["ConversationsDep", "HolderDep", "authorized"]
+__all__ = ["ConversationsDep", "HolderDep", "SummariesDep", "authorized"]
 
 
 async def get_holder(request: Request) -> ClientHolder:
@@ -28,6 +30,12 @@ async def get_conversations(request: Request) -> ConversationStore:
     """The conversation store the lifespan built."""
     store: ConversationStore = request.app.state.conversations
     return store
+
+
+async def get_summaries(request: Request) -> TopicSummarizer:
+    """The background topic summarizer the lifespan built."""
+    summaries: TopicSummarizer = request.app.state.summaries
+    return summaries
 
 
 def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
@@ -48,3 +56,4 @@ def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
 
 HolderDep = Annotated[ClientHolder, Depends(get_holder)]
 ConversationsDep = Annotated[ConversationStore, Depends(get_conversations)]
+SummariesDep = Annotated[TopicSummarizer, Depends(get_summaries)]

@@ -6,7 +6,8 @@ lightspeed-stack's routes (``/v1/query``, conversations, info, ...) answer
 "code", "param"}}`` so SDKs expose ``e.code`` and ``e.type``; routes both kinds of client call
 (``/v1/models``) and unknown routes carry both keys. Token problems are 503 naming Entra ID,
 Azure errors 502 (client-side statuses such as 429 pass through), unknown models and
-conversations 404, bad input 422 (400 for a malformed id in a path), inbound auth 401/403/503.
+conversations 404, bad input 422 (400 for a malformed id in a path; a body that fails validation
+is FastAPI's native ``detail`` list on lightspeed's routes), inbound auth 401/403/503.
 Azure's own answers keep their meaning (README, "Azure's answers"): its 429 keeps Azure's wait
 in ``Retry-After`` and the ``x-ratelimit-remaining-*`` headers; on the OpenAI-compatible routes
 a blocked prompt or a too-long one is Azure's own error object (``content_filter`` with its
@@ -22,6 +23,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -239,15 +241,32 @@ async def _llama_entra_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A body, query or path that fails validation: 422 in the route's dialect.
+
+    lightspeed-stack's routes answer what FastAPI answers by default (``{"detail": [{"type",
+    "loc", "msg", "input", ...}]}``, model validators' messages as pydantic renders them:
+    ``"Value error, ..."``), since that is what lightspeed-stack itself sends and its clients
+    read ``loc`` and match ``msg``. The OpenAI-compatible routes answer OpenAI's error object
+    naming the first field; routes read by both kinds of client carry both.
+    """
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+    shape = shape_for(request.url.path)
+    # A body that is not JSON comes back as bytes in ``input``: shown as text, never a 500.
+    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_as_text})
+    native: dict[str, Any] = {"detail": errors}
+    if shape == "lightspeed":
+        return JSONResponse(native, status_code=422)
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    shape = shape_for(request.url.path)
-    content = shaped_body(shape, 422, "Invalid request", f"{where}: {message}", "invalid_request")
-    if "error" in content:
-        content["error"]["param"] = where
+    error = openai_error(422, "Invalid request", f"{where}: {message}", "invalid_request")
+    error["param"] = where
+    content = {"error": error} if shape == "openai" else native | {"error": error}
     return JSONResponse(content, status_code=422)
+
+
+def _bytes_as_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

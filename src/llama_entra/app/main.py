@@ -21,6 +21,7 @@ from llama_entra.app.metrics import ServiceMetrics
 from llama_entra.app.middleware import RequestContextMiddleware
 from llama_entra.app.routers import (
     conversations,
+    feedback,
     health,
     metrics,
     models,
@@ -34,6 +35,7 @@ from llama_entra.config import LlamaEntraConfig
 from llama_entra.conversations import ConversationStore
 from llama_entra.conversations.index import ConversationIndex, SqliteConversationIndex
 from llama_entra.conversations.index_postgres import PostgresConversationIndex
+from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
 from llama_entra.stack import ClientHolder
@@ -148,6 +150,11 @@ def create_app(
             app.state.authenticator = held.authenticator
             app.state.holder = held.holder
             app.state.conversations = held.conversations
+            summaries = TopicSummarizer(held.holder, held.conversations)
+            # Closed first (the stack unwinds in reverse): pending summaries still have the
+            # holder and the store while they finish within the drain limit.
+            stack.push_async_callback(summaries.aclose, config.service.shutdown_timeout_seconds)
+            app.state.summaries = summaries
             app.state.metrics.attach(held.holder)
             logger.info("llama-entra ready (%s mode)", config.llama_stack.mode)
             yield
@@ -158,11 +165,22 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.feedback_enabled = config.feedback.enabled  # PUT /v1/feedback/status changes it
     app.state.metrics = ServiceMetrics()
     app.state.metrics_require_auth = config.authentication.model_dump().get(
         "metrics_require_auth", False
     )
-    routers = (root, query, streaming, conversations, openai_compat, models, health, metrics)
+    routers = (
+        root,
+        query,
+        streaming,
+        conversations,
+        feedback,
+        openai_compat,
+        models,
+        health,
+        metrics,
+    )
     for router_module in routers:
         app.include_router(router_module.router)
     install_error_handlers(app)

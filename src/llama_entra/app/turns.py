@@ -3,7 +3,8 @@
 ``prepare`` resolves the model and the caller's conversation and builds the chat messages
 (system prompt, history, the question with its attachments); ``finish`` records the turn in the
 conversation (creating it for a first question, so a failed first call leaves nothing behind)
-and, for a new conversation that asks for it, stores a topic summary like lightspeed-stack.
+and, for a new conversation that asks for it, schedules a topic summary like lightspeed-stack's
+(made after the answer is sent).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from llama_entra.app.schemas import QueryRequest
 from llama_entra.conversations import ConversationStore
 from llama_entra.conversations.history_cache import CachedHistory
 from llama_entra.conversations.index import IndexedTurn
+from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.errors import LlamaEntraError
 from llama_entra.stack import ClientHolder, ModelInfo
 
@@ -35,10 +37,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 # Azure's finish_reason when its content filter cut the completion.
 CONTENT_FILTERED = "content_filter"
-_TOPIC_PROMPT = (
-    "Give a short topic summary (at most ten words, no punctuation at the end) of the "
-    "conversation that starts with the user's message below. Answer with the summary only."
-)
 
 
 @dataclass
@@ -66,7 +64,7 @@ async def prepare(
         opened = await store.open_with_history(body.conversation_id, owner)
     history = opened.history if opened else []
     system = [{"role": "system", "content": body.system_prompt}] if body.system_prompt else []
-    question = {"role": "user", "content": body.prompt()}
+    question = {"role": "user", "content": _question_content(body)}
     return PreparedTurn(
         body,
         owner,
@@ -75,6 +73,21 @@ async def prepare(
         [*system, *history, question],
         seen=opened.seen if opened else None,
     )
+
+
+def _question_content(body: QueryRequest) -> str | list[dict[str, Any]]:
+    """The question's text, or its text and images as content parts (the model's image input).
+
+    Images go to the model with this question only: the conversation keeps the question's text
+    and each image's label, so a later turn knows an image was there but not what it showed.
+    """
+    images = body.images()
+    if not images:
+        return body.prompt()
+    text: list[dict[str, Any]] = [{"type": "text", "text": body.prompt()}]
+    return text + [
+        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in images
+    ]
 
 
 async def conversation_of(store: ConversationStore, turn: PreparedTurn) -> str:
@@ -106,17 +119,17 @@ async def discard(store: ConversationStore, turn: PreparedTurn) -> None:
 
 
 async def finish(
-    holder: ClientHolder, store: ConversationStore, turn: PreparedTurn, answer: str
+    summaries: TopicSummarizer, store: ConversationStore, turn: PreparedTurn, answer: str
 ) -> str:
     """Record the turn; summarise a new conversation's topic when asked. Its conversation id.
 
     A first question whose conversation is not written yet (``/v1/query``; a reserved id)
     creates it with the turn in one call, so the store never holds a conversation without its
-    first turn.
+    first turn. The topic summary is made after the answer is sent (``TopicSummarizer``).
     """
     new = turn.conversation_id is None or turn.new
     indexed = IndexedTurn(
-        model=turn.model.id,
+        model=turn.model.own_id,
         provider=turn.model.provider_id,
         started_at=turn.started_at,
         completed_at=time.time(),
@@ -131,25 +144,8 @@ async def finish(
         await store.record_turn(turn.conversation_id, question, answer, indexed, turn.seen)
     conversation_id = turn.conversation_id
     if new and turn.body.generate_topic_summary is not False:
-        await _summarise_topic(holder, store, turn, conversation_id)
+        summaries.schedule(turn.model, turn.body.query, conversation_id)
     return conversation_id
-
-
-async def _summarise_topic(
-    holder: ClientHolder, store: ConversationStore, turn: PreparedTurn, conversation_id: str
-) -> None:
-    """Best effort: a failed summary never fails the answered question."""
-    messages = [
-        {"role": "system", "content": _TOPIC_PROMPT},
-        {"role": "user", "content": turn.body.query},
-    ]
-    try:
-        completion = await holder.chat(turn.model, {"messages": messages})
-        summary = answer_text(completion).strip()[:1000]
-        if summary:
-            await store.set_topic(conversation_id, summary)
-    except LlamaEntraError as exc:
-        logger.warning("no topic summary for %s: %s", conversation_id, exc)
 
 
 def answer_text(completion: dict[str, Any]) -> str:

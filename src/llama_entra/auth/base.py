@@ -16,7 +16,16 @@ from starlette.requests import HTTPConnection
 __all__ = ["ANONYMOUS", "Action", "Authenticator", "NoopAuthenticator", "Principal"]
 
 Action = Literal[
-    "query", "streaming_query", "conversations", "chat", "responses", "models", "info", "metrics"
+    "query",
+    "streaming_query",
+    "conversations",
+    "chat",
+    "responses",
+    "models",
+    "info",
+    "metrics",
+    "feedback",
+    "admin",
 ]
 
 

@@ -31,6 +31,7 @@ from llama_entra.config.entra import (
 from llama_entra.config.loading import LlamaEntraConfig, expand_env, load_config, parse_config
 from llama_entra.config.service import (
     ConversationIndexConfig,
+    FeedbackConfig,
     LlamaStackConfig,
     PostgresConfig,
     ProxyConfig,
@@ -52,6 +53,7 @@ __all__ = [
     "ConversationIndexConfig",
     "CredentialKind",
     "CustomAuthConfig",
+    "FeedbackConfig",
     "JwkAuthConfig",
     "LlamaEntraConfig",
     "LlamaStackConfig",

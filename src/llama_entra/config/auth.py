@@ -32,6 +32,8 @@ AuthAction = Literal[
     "models",
     "info",
     "metrics",
+    "feedback",
+    "admin",
     "*",
 ]
 

@@ -28,6 +28,7 @@ from llama_entra.config.base import StrictModel
 from llama_entra.config.entra import AzureEntraIdConfig
 from llama_entra.config.service import (
     ConversationIndexConfig,
+    FeedbackConfig,
     LlamaStackConfig,
     ProxyConfig,
     ServiceConfig,
@@ -51,6 +52,7 @@ class LlamaEntraConfig(StrictModel):
     authentication: AuthenticationConfig = Field(default_factory=AuthenticationConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     conversation_index: ConversationIndexConfig = Field(default_factory=ConversationIndexConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
 

@@ -16,6 +16,7 @@ from llama_entra.config.base import StrictModel
 
 __all__ = [
     "ConversationIndexConfig",
+    "FeedbackConfig",
     "LlamaStackConfig",
     "PostgresConfig",
     "ProxyConfig",
@@ -39,6 +40,12 @@ class TlsConfig(StrictModel):
 class ServiceConfig(StrictModel):
     """Where and how the FastAPI service listens."""
 
+    name: str = Field(
+        "llama-entra",
+        min_length=1,
+        max_length=256,
+        description="The service's name, as `GET /v1/info` reports it (lightspeed-stack's `name`).",
+    )
     host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
     workers: int = Field(1, ge=1, description="uvicorn worker processes; each has its own token.")
@@ -179,6 +186,19 @@ class ConversationIndexConfig(StrictModel):
         if isinstance(value, dict) and not value.get("host"):
             return None
         return value
+
+
+class FeedbackConfig(StrictModel):
+    """Callers' feedback on answers (`POST /v1/feedback`), kept in the conversation index's DB.
+
+    That is SQLite in `service.state_dir`, or PostgreSQL when the index is there.
+    """
+
+    enabled: bool = Field(
+        False,
+        description="Accept feedback (off: `POST /v1/feedback` is 403, as in lightspeed-stack). "
+        "`PUT /v1/feedback/status` changes it until the process restarts, in that process only.",
+    )
 
 
 class TelemetryConfig(StrictModel):

@@ -5,7 +5,9 @@ delete and list one conversation's items), so llama-entra keeps one row per conv
 created: owner, times, turn count, last model and provider, topic summary, and one row per
 turn (model, provider, start and end time). The conversation's items stay in Llama Stack's
 store, and the owner is also kept in the conversation's own metadata, which is what access
-checks read; this index only answers "which conversations does this caller have".
+checks read; this index only answers "which conversations does this caller have". The same
+database keeps callers' feedback on answers (``Feedback``, ``POST /v1/feedback``): rows no
+route reads back.
 
 ``SqliteConversationIndex`` keeps a file in the service's state dir: it survives restarts and
 the workers of one service share it (SQLite locks it), but separate replicas each list only the
@@ -25,13 +27,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from llama_entra.storage.sqlite_runner import SqliteRunner, configure
 
-__all__ = ["ConversationIndex", "IndexedConversation", "IndexedTurn", "SqliteConversationIndex"]
+__all__ = [
+    "ConversationIndex",
+    "Feedback",
+    "IndexedConversation",
+    "IndexedTurn",
+    "SqliteConversationIndex",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -45,6 +53,12 @@ CREATE TABLE IF NOT EXISTS turns (
     provider TEXT NOT NULL, started_at REAL NOT NULL, completed_at REAL NOT NULL,
     PRIMARY KEY (conversation_id, seq)
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, conversation_id TEXT NOT NULL,
+    created_at REAL NOT NULL, sentiment INTEGER, user_feedback TEXT, categories TEXT,
+    user_question TEXT NOT NULL, llm_response TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_owner ON feedback (owner);
 """
 
 
@@ -70,6 +84,24 @@ class IndexedTurn:
     provider: str
     started_at: float
     completed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A caller's feedback on an answer (``POST /v1/feedback``), as stored.
+
+    ``categories`` is kept as JSON text (a list of category names), the same in both databases.
+    """
+
+    id: str
+    owner: str
+    conversation_id: str
+    created_at: float
+    sentiment: int | None
+    user_feedback: str | None
+    categories: str | None
+    user_question: str
+    llm_response: str
 
 
 class ConversationIndex(Protocol):
@@ -104,6 +136,12 @@ class ConversationIndex(Protocol):
 
     async def turns(self, conversation_id: str) -> list[IndexedTurn]:
         """The recorded turns, oldest first."""
+
+    async def add_feedback(self, feedback: Feedback) -> None:
+        """Store one feedback record (no route reads it back; operators query the table)."""
+
+    async def feedback_of(self, owner: str) -> list[Feedback]:
+        """``owner``'s feedback, oldest first (only ``owner``'s: for operators and tests)."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -227,6 +265,31 @@ class SqliteConversationIndex:
             ).fetchall()
         )
         return [IndexedTurn(*row) for row in rows]
+
+    async def add_feedback(self, feedback: Feedback) -> None:
+        """Store one feedback record."""
+        await self._run(
+            lambda db: db.execute(
+                f"INSERT INTO feedback ({_FEEDBACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
+                astuple(feedback),
+            )
+        )
+
+    async def feedback_of(self, owner: str) -> list[Feedback]:
+        """``owner``'s feedback, oldest first."""
+        rows = await self._run(
+            lambda db: db.execute(
+                f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE owner = ? ORDER BY created_at",  # noqa: S608 - constant columns
+                (owner,),
+            ).fetchall()
+        )
+        return [Feedback(*row) for row in rows]
+
+
+_FEEDBACK_COLUMNS = (
+    "id, owner, conversation_id, created_at, sentiment, user_feedback, categories, "
+    "user_question, llm_response"
+)
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

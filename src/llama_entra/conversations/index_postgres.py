@@ -1,8 +1,9 @@
 """The conversation index in a PostgreSQL database every replica shares.
 
 Same rows as the SQLite index (``conversation_index``), in tables ``llama_entra_conversations``
-and ``llama_entra_turns``, so ``GET /v1/conversations`` on any replica lists every conversation
-of the caller, whichever replica created it. Tables are created on first use, under a
+and ``llama_entra_turns`` (callers' feedback in ``llama_entra_feedback``), so
+``GET /v1/conversations`` on any replica lists every conversation of the caller, whichever
+replica created it. Tables are created on first use, under a
 transaction-level advisory lock, because concurrent ``CREATE TABLE IF NOT EXISTS`` on an empty
 database fails in all but one session. Turns of one conversation are numbered under a lock of
 their own, so two replicas recording turns at once never take the same number.
@@ -17,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import astuple
 
 import asyncpg
 
-from llama_entra.conversations.index import IndexedConversation, IndexedTurn
+from llama_entra.conversations.index import Feedback, IndexedConversation, IndexedTurn
 from llama_entra.errors import DatabaseUnavailableError
 from llama_entra.storage.database import DatabaseTarget, open_pool, unavailable
 
@@ -41,7 +43,17 @@ CREATE TABLE IF NOT EXISTS llama_entra_turns (
     provider TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL,
     completed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (conversation_id, seq)
 );
+CREATE TABLE IF NOT EXISTS llama_entra_feedback (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, conversation_id TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL, sentiment INTEGER, user_feedback TEXT,
+    categories TEXT, user_question TEXT NOT NULL, llm_response TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS llama_entra_feedback_owner ON llama_entra_feedback (owner);
 """
+_FEEDBACK_COLUMNS = (
+    "id, owner, conversation_id, created_at, sentiment, user_feedback, categories, "
+    "user_question, llm_response"
+)
 _COLUMNS = (
     "id, owner, created_at, last_message_at, message_count, last_used_model, "
     "last_used_provider, topic_summary"
@@ -199,6 +211,31 @@ class PostgresConversationIndex:
                 conversation_id,
             )
             return [IndexedTurn(*row) for row in rows]
+
+        return await self._run(work)
+
+    async def add_feedback(self, feedback: Feedback) -> None:
+        """Store one feedback record."""
+
+        async def work(db: asyncpg.Connection) -> None:
+            await db.execute(
+                f"INSERT INTO llama_entra_feedback ({_FEEDBACK_COLUMNS}) "  # noqa: S608 - constant columns
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                *astuple(feedback),
+            )
+
+        await self._run(work)
+
+    async def feedback_of(self, owner: str) -> list[Feedback]:
+        """``owner``'s feedback, oldest first."""
+
+        async def work(db: asyncpg.Connection) -> list[Feedback]:
+            rows = await db.fetch(
+                f"SELECT {_FEEDBACK_COLUMNS} FROM llama_entra_feedback WHERE owner = $1 "  # noqa: S608 - constant columns
+                "ORDER BY created_at",
+                owner,
+            )
+            return [Feedback(*row) for row in rows]
 
         return await self._run(work)
 

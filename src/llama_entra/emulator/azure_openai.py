@@ -5,7 +5,8 @@ chat completion goes through Azure's deployment checks (``gate``: throttling, ra
 context window, prompt filter, ``!status NNN``) before the model answers. Replies are derived
 from the prompt ("You said: ..."), so tests can assert on them; ``!call QUERY`` and tool
 results drive tool calling (``tools``), ``!filter-prompt`` and ``!filter-completion`` the
-content filter (``content_filter``). Successful completions carry Azure's content filter
+content filter (``content_filter``); image parts are checked as Azure checks them (``images``).
+Successful completions carry Azure's content filter
 annotations; streams use Azure's chunk shapes (``chat_stream``). An unknown deployment is
 Azure's 404 ``DeploymentNotFound``.
 """
@@ -37,6 +38,7 @@ from llama_entra.emulator.gate import (
     deployment_not_found,
     finish,
 )
+from llama_entra.emulator.images import describe_image, image_problem
 from llama_entra.emulator.limits import CallCost, estimate_tokens
 from llama_entra.emulator.state import EmulatorState
 from llama_entra.emulator.tools import tool_call_for, tool_result_words
@@ -134,6 +136,8 @@ async def chat_completions(request: Request) -> Response:
             400, "invalid_request_error", "'messages' must be a non-empty array."
         )
         return finish(state, key, invalid, "error")
+    if (problem := image_problem(messages)) is not None:
+        return finish(state, key, error_response(400, "BadRequest", problem), "error")
     prompt = _last_user_text(messages)
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     texts = [_text(m) for m in messages if isinstance(m, dict)]
@@ -237,8 +241,15 @@ def _text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict)).strip()
+        return " ".join(_part_text(part) for part in content if isinstance(part, dict)).strip()
     return ""
+
+
+def _part_text(part: dict[str, Any]) -> str:
+    """A content part as the echo sees it: its text, or a description of its image."""
+    if part.get("type") == "image_url":
+        return describe_image(part)
+    return str(part.get("text", ""))
 
 
 def azure_openai_routes() -> list[Route]:

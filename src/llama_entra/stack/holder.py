@@ -69,6 +69,12 @@ class ModelInfo:
     model_type: str
     azure: bool
 
+    @property
+    def own_id(self) -> str:
+        """The id without its provider's prefix (``gpt-4o-mini`` for ``azure/gpt-4o-mini``):
+        how lightspeed-stack names a model, with the provider kept apart."""
+        return self.id.removeprefix(f"{self.provider_id}/")
+
 
 class ClientHolder:
     """Calls Llama Stack with the right provider data; see the module docstring."""
@@ -242,10 +248,8 @@ class ClientHolder:
                 return found
             if attempt == 0:
                 await self.models()  # registered since the last listing?
-        if provider is not None and all(m.provider_id != provider for m in self._models.values()):
-            raise ModelNotFoundError(
-                f"Provider with ID {provider} does not exist", response="Provider not found"
-            )
+        # Named with a provider (lightspeed's fields), the model is named by its own id, and an
+        # unknown provider is the model not existing for it, as lightspeed-stack says.
         raise ModelNotFoundError(f"Model with ID {_label(wanted, provider)} does not exist")
 
     def _match(self, wanted: str, provider: str | None) -> ModelInfo | None:
@@ -434,7 +438,7 @@ class ClientHolder:
         """A too-long prompt learns its model (for lightspeed's 413); Azure's PermissionDenied
         is raised at once: no refresh or retry can help (``stack.permission``)."""
         if isinstance(exc, ContextLengthError) and model is not None:
-            exc.model = model.provider_resource_id
+            exc.model = model.own_id
         if model is not None and model.azure and is_permission_denied(exc):
             raise self.permission.refused(self._token_in(headers)) from exc
 
@@ -520,6 +524,5 @@ def _normal(base_url: str) -> str:
 
 
 def _label(name: str, provider: str | None) -> str:
-    if provider and not name.startswith(f"{provider}/"):
-        return f"{provider}/{name}"
-    return name
+    """The model as error messages name it: without ``provider/`` when a provider is given."""
+    return name.removeprefix(f"{provider}/") if provider else name

@@ -52,7 +52,7 @@ async def test_telemetry_holder_401_retry_is_a_child_span_with_the_new_fetch(
     model = await holder.resolve_model("gpt-4o-mini")
     calls = 0
 
-    async def operation(headers: dict[str, str]) -> str:
+    async def operation(headers: dict[str, str], model_id: str) -> str:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -84,7 +84,7 @@ async def test_telemetry_holder_second_401_fails_the_call_span_with_the_safe_cau
     holder = _holder()
     model = await holder.resolve_model("gpt-4o-mini")
 
-    async def operation(headers: dict[str, str]) -> str:
+    async def operation(headers: dict[str, str], model_id: str) -> str:
         raise UpstreamError("expired", status=401)
 
     with pytest.raises(UpstreamAuthError):
@@ -109,7 +109,7 @@ async def test_telemetry_holder_dropped_service_stream_retry_and_stream_span(
         yield "a"
         yield "b"
 
-    async def operation(headers: dict[str, str]) -> AsyncIterator[str]:
+    async def operation(headers: dict[str, str], model_id: str) -> AsyncIterator[str]:
         nonlocal attempts
         attempts += 1
         if attempts == 1:

@@ -35,7 +35,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["conversations"])
 Caller = Annotated[Principal, Depends(authorized("conversations"))]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 422, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 503)
 }
 
 
@@ -138,7 +138,7 @@ async def delete_conversation(
     except ConversationNotFoundError:
         return ConversationDeleteResponse(
             conversation_id=conversation_id,
-            success=False,
+            success=True,  # the call succeeded; there was nothing to delete (lightspeed's body)
             deleted=False,
             response="Conversation not found",
         )

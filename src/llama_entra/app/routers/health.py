@@ -1,7 +1,8 @@
 """Probes and service information: ``/liveness``, ``/readiness``, ``/v1/info``.
 
-Field names follow lightspeed-stack (``alive``; ``ready``, ``reason``, ``providers``; ``name``,
-``service_version``, ``llama_stack_version``) with llama-entra's own additions. Probes never
+Field names follow lightspeed-stack (``alive``; ``ready``, ``reason``, ``overall_status``,
+``impacts``, ``providers``; ``name`` from ``service.name``, ``service_version``,
+``llama_stack_version``) with llama-entra's own additions to ``/v1/info``. Probes never
 rebuild anything and never need Entra ID: readiness reports whether Llama Stack answers (and, on
 a PostgreSQL run config in library mode, its database); the Entra state is in ``/v1/info`` and
 on the status page.
@@ -17,7 +18,6 @@ from starlette.responses import JSONResponse
 
 from llama_entra.app.deps import HolderDep, authorized
 from llama_entra.app.errors import status_and_body
-from llama_entra.app.schemas import ErrorDetail
 from llama_entra.auth import Authenticator, Principal
 from llama_entra.backends import package_version
 from llama_entra.errors import LlamaEntraError
@@ -30,7 +30,7 @@ _READINESS_TIMEOUT = 2.0
 
 
 class ProviderHealthStatus(BaseModel):
-    """A provider that is not healthy, and why."""
+    """A provider that is not healthy, and why (``status``: ``ok``, ``error``, ...)."""
 
     provider_id: str
     status: str
@@ -38,12 +38,18 @@ class ProviderHealthStatus(BaseModel):
 
 
 class ReadinessResponse(BaseModel):
-    """Readiness in lightspeed-stack's fields; ``detail`` too when not ready."""
+    """Readiness in lightspeed-stack's fields.
+
+    ``overall_status``: ``healthy`` (everything answers), ``unhealthy`` (ready, but a provider
+    reports a problem, e.g. Azure denying the identity), ``degraded`` (not ready: Llama Stack or
+    its database does not answer). ``impacts`` names what callers cannot do meanwhile.
+    """
 
     ready: bool
     reason: str
+    overall_status: str
+    impacts: list[str]
     providers: list[ProviderHealthStatus]
-    detail: ErrorDetail | None = None
 
 
 @router.get("/liveness")
@@ -64,21 +70,40 @@ async def readiness(holder: HolderDep) -> JSONResponse:
         await holder.check_reachable(_READINESS_TIMEOUT)
     except LlamaEntraError as exc:
         _, body, _ = status_and_body(exc)
-        reason = str(body["detail"]["response"])
-        unhealthy = {"provider_id": "llama-stack", "status": "unhealthy", "message": str(exc)}
-        ready = {"ready": False, "reason": reason, "providers": [unhealthy]}
-        return JSONResponse(ready | body, status_code=503)
-    reason = "Service is ready"
-    if holder.database is not None:
-        reason += f"; {holder.database.label} answers"
+        unhealthy = ProviderHealthStatus(
+            provider_id="llama-stack", status="error", message=str(exc)
+        )
+        answer = ReadinessResponse(
+            ready=False,
+            reason=f"{body['detail']['response']}: providers not healthy: llama-stack",
+            overall_status="degraded",
+            impacts=["query", "streaming_query", "conversations", "chat", "responses"],
+            providers=[unhealthy],
+        )
+        # lightspeed's fields, and ``detail`` as on every other 503 (what failed and why).
+        return JSONResponse(answer.model_dump() | body, status_code=503)
     denied = holder.permission.denied
     if denied is not None:
         # Reported, not failed: every replica shares the identity, so a 503 would take them all
         # out of rotation for a role only an Azure admin can assign, and no call could then
         # show that it has been (the report clears at the first Azure call that succeeds).
-        azure = {"provider_id": "azure", "status": "unhealthy", "message": denied.message}
-        return JSONResponse({"ready": True, "reason": reason, "providers": [azure]})
-    return JSONResponse({"ready": True, "reason": reason, "providers": []})
+        azure = ProviderHealthStatus(provider_id="azure", status="error", message=denied.message)
+        answer = ReadinessResponse(
+            ready=True,
+            reason="Providers not healthy: azure",
+            overall_status="unhealthy",
+            impacts=["inference on Azure OpenAI models"],
+            providers=[azure],
+        )
+        return JSONResponse(answer.model_dump())
+    answer = ReadinessResponse(
+        ready=True,
+        reason="All providers are healthy",
+        overall_status="healthy",
+        impacts=[],
+        providers=[],
+    )
+    return JSONResponse(answer.model_dump())
 
 
 def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
@@ -93,7 +118,7 @@ def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
     backend = holder.backend
     version = package_version("llama-entra")
     return {
-        "name": "llama-entra",
+        "name": request.app.state.config.service.name,
         "service_version": version,
         "version": version,
         "backend": backend.name,

@@ -23,7 +23,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["models"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": BothErrorResponse} for status in (401, 403, 422, 503)
+    status: {"model": BothErrorResponse} for status in (401, 403, 503)
 }
 
 

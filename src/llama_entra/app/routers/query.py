@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from llama_entra.app import turns
-from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
+from llama_entra.app.deps import ConversationsDep, HolderDep, SummariesDep, authorized
 from llama_entra.app.schemas import ErrorResponse, QueryRequest, QueryResponse
 from llama_entra.auth import Principal
 
@@ -19,7 +19,7 @@ __all__ = ["ERRORS", "router"]
 
 router = APIRouter(tags=["query"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 422, 429, 502, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 429, 502, 503)
 }
 
 
@@ -28,13 +28,14 @@ async def query(
     body: QueryRequest,
     holder: HolderDep,
     store: ConversationsDep,
+    summaries: SummariesDep,
     principal: Annotated[Principal, Depends(authorized("query"))],
 ) -> QueryResponse:
     """Ask the model; continue ``conversation_id`` when given, else start a conversation."""
     turn = await turns.prepare(holder, store, body, principal.name)
     completion = await holder.chat(turn.model, {"messages": turn.messages})
     answer = turns.answer_text(completion)
-    conversation_id = await turns.finish(holder, store, turn, answer)
+    conversation_id = await turns.finish(summaries, store, turn, answer)
     input_tokens, output_tokens = turns.usage_tokens(completion.get("usage"))
     return QueryResponse(
         conversation_id=conversation_id,

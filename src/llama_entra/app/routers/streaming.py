@@ -27,14 +27,14 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import Response, StreamingResponse
 
 from llama_entra.app import turns
-from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
+from llama_entra.app.deps import ConversationsDep, HolderDep, SummariesDep, authorized
 from llama_entra.app.errors import status_and_body
 from llama_entra.app.routers.query import ERRORS
 from llama_entra.app.schemas import QueryRequest
 from llama_entra.auth import Principal
 from llama_entra.conversations import ConversationStore
+from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.errors import LlamaEntraError
-from llama_entra.stack import ClientHolder
 
 __all__ = ["router"]
 
@@ -52,6 +52,7 @@ async def streaming_query(
     request: Request,
     holder: HolderDep,
     store: ConversationsDep,
+    summaries: SummariesDep,
     principal: Annotated[Principal, Depends(authorized("streaming_query"))],
 ) -> Response:
     """Like ``/v1/query``, answered as it is generated (see the module docstring)."""
@@ -75,7 +76,7 @@ async def streaming_query(
     except BaseException:
         await chunks.aclose()
         raise
-    stream = _Stream(holder, store, turn, first, chunks)
+    stream = _Stream(summaries, store, turn, first, chunks)
     headers = {"X-Conversation-ID": conversation_id}
     if body.media_type == "text/plain":
         return StreamingResponse(stream.text(), media_type="text/plain", headers=headers)
@@ -85,7 +86,7 @@ async def streaming_query(
 
 @dataclass
 class _Stream:
-    holder: ClientHolder
+    summaries: TopicSummarizer
     store: ConversationStore
     turn: turns.PreparedTurn
     first: dict[str, Any] | None
@@ -112,7 +113,7 @@ class _Stream:
             raise
         finally:
             await self.chunks.aclose()
-        await turns.finish(self.holder, self.store, self.turn, "".join(self.parts))
+        await turns.finish(self.summaries, self.store, self.turn, "".join(self.parts))
 
     async def events(self, request_id: str) -> AsyncIterator[dict[str, str]]:
         """The JSON event stream."""

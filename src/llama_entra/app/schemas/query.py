@@ -13,6 +13,12 @@ from xml.parsers import expat
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llama_entra.app.schemas.images import (
+    IMAGE_CONTENT_TYPES,
+    MAX_IMAGE_BYTES,
+    base64_length,
+    check_image,
+)
 from llama_entra.backends.conversation_ids import valid_conversation_id
 
 __all__ = ["ATTACHMENT_TYPES", "Attachment", "QueryRequest", "QueryResponse", "ReferencedDocument"]
@@ -23,15 +29,19 @@ ATTACHMENT_TYPES = (
     "configuration",
     "error message",
     "event",
+    "image",
     "log",
     "stack trace",
 )
-CONTENT_TYPES = ("text/plain", "application/json", "application/yaml", "application/xml")
+TEXT_CONTENT_TYPES = ("text/plain", "application/json", "application/yaml", "application/xml")
+CONTENT_TYPES = (*TEXT_CONTENT_TYPES, *IMAGE_CONTENT_TYPES)
+MAX_TEXT_ATTACHMENT_CHARS = 100_000
 MEDIA_TYPES = ("application/json", "text/plain")
 
 
 class Attachment(BaseModel):
-    """A text attachment (a log, a configuration, ...) that goes into the prompt."""
+    """A text attachment (a log, a configuration, ...) that goes into the prompt, or an image
+    (``attachment_type: image``, base64 PNG, JPEG, GIF or WebP) the model sees as image input."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,7 +53,10 @@ class Attachment(BaseModel):
         examples=["text/plain"],
     )
     content: str = Field(
-        min_length=1, max_length=100_000, description="The text; must parse as its type."
+        min_length=1,
+        max_length=base64_length(MAX_IMAGE_BYTES),
+        description="The text (must parse as its type; at most 100,000 characters), or the "
+        "image's bytes in base64.",
     )
 
     @field_validator("attachment_type")
@@ -66,10 +79,28 @@ class Attachment(BaseModel):
 
     @model_validator(mode="after")
     def _content_matches_type(self) -> Self:
+        # lightspeed-stack's checks and messages for images (models/common/query.py), then
+        # llama-entra's own for text.
+        if (self.attachment_type == "image") != (self.content_type in IMAGE_CONTENT_TYPES):
+            raise ValueError(
+                "attachment_type and content_type are inconsistent: "
+                f"attachment_type='{self.attachment_type}', content_type='{self.content_type}'"
+            )
+        if self.attachment_type == "image":
+            check_image(self.content, self.content_type)
+            return self
+        if len(self.content) > MAX_TEXT_ATTACHMENT_CHARS:
+            raise ValueError(
+                f"attachment content is longer than {MAX_TEXT_ATTACHMENT_CHARS} characters"
+            )
         problem = _parse_problem(self.content_type, self.content)
         if problem:
             raise ValueError(f"attachment content is not valid {self.content_type}: {problem}")
         return self
+
+    def data_url(self) -> str:
+        """An image attachment as a ``data:`` URL, the way chat completions take images."""
+        return f"data:{self.content_type};base64,{self.content}"
 
 
 def _parse_problem(content_type: str, content: str) -> str | None:
@@ -119,7 +150,9 @@ class QueryRequest(BaseModel):
         None, max_length=100_000, description="Instructions placed before the conversation."
     )
     attachments: list[Attachment] | None = Field(
-        None, max_length=50, description="Text attachments, added to the question."
+        None,
+        max_length=50,
+        description="Text attachments, added to the question; images, sent to the model with it.",
     )
     no_tools: bool | None = Field(
         False, description="Accepted; no tools or MCP servers are used here in any case."
@@ -163,14 +196,20 @@ class QueryRequest(BaseModel):
         return self
 
     def prompt(self) -> str:
-        """The question with its attachments appended, each fenced and labelled."""
+        """The question with its attachments appended, each fenced and labelled; an image is
+        named by its label only (its bytes go to the model as an image part, ``images``)."""
         parts = [self.query]
         for attachment in self.attachments or []:
-            parts.append(
-                f"\n\n[Attachment: {attachment.attachment_type} ({attachment.content_type})]\n"
-                f"```\n{attachment.content}\n```"
-            )
+            label = f"\n\n[Attachment: {attachment.attachment_type} ({attachment.content_type})]"
+            if attachment.attachment_type == "image":
+                parts.append(label)
+            else:
+                parts.append(f"{label}\n```\n{attachment.content}\n```")
         return "".join(parts)
+
+    def images(self) -> list[Attachment]:
+        """The image attachments, in order."""
+        return [a for a in self.attachments or [] if a.attachment_type == "image"]
 
 
 class ReferencedDocument(BaseModel):
