@@ -391,6 +391,7 @@ class ClientHolder:
         served = model
 
         def on_resource(base_url: str) -> Awaitable[R]:
+            spans.tag_deployment(base_url)
             target = self._resource_model(served, base_url)
             return operation(self._with_base(headers, base_url), target)
 

@@ -8,7 +8,7 @@ token, key or secret: callers pass only what is listed here.
 |---|---|---|
 | ``entra.token`` | every ``TokenManager.token()`` | ``entra.identity``, ``entra.token.source`` (``cache`` or ``fetch``) |
 | ``entra.token.fetch`` | each token request to Entra ID | ``entra.identity``, ``entra.credential``, ``entra.outcome``, ``entra.token.expires_in_s`` |
-| ``llama_stack.<operation>`` | the holder's Llama Stack call | ``llama_stack.mode``, ``llama_stack.backend``, ``gen_ai.request.model`` |
+| ``llama_stack.<operation>`` | the holder's Llama Stack call | ``llama_stack.mode``, ``llama_stack.backend``, ``gen_ai.request.model``; ``llama_entra.azure.deployment`` (the base URL of the resource that served it) for a model on several resources |
 | ``azure.unauthorized_retry`` | Azure answered 401: new token, one retry | ``llama_entra.retry.reason`` |
 """  # noqa: E501
 
@@ -23,11 +23,21 @@ from opentelemetry.util.types import AttributeValue
 
 from llama_entra.errors import LlamaEntraError
 
-__all__ = ["Span", "failed", "safe_description", "span", "started_span", "tag_request", "use"]
+__all__ = [
+    "Span",
+    "failed",
+    "safe_description",
+    "span",
+    "started_span",
+    "tag_deployment",
+    "tag_request",
+    "use",
+]
 
 _tracer = trace.get_tracer("llama_entra")
 
 REQUEST_ID = "llama_entra.request_id"
+DEPLOYMENT = "llama_entra.azure.deployment"
 
 
 def tag_request(request_id: str) -> None:
@@ -35,6 +45,14 @@ def tag_request(request_id: str) -> None:
     current = trace.get_current_span()
     if current.is_recording():
         current.set_attribute(REQUEST_ID, request_id)
+
+
+def tag_deployment(base_url: str) -> None:
+    """Name the Azure OpenAI resource a call was sent to on the current span (the last one
+    tried is the one that served it)."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attribute(DEPLOYMENT, base_url)
 
 
 class _Off(AbstractContextManager[Span]):

@@ -11,7 +11,12 @@ from opentelemetry.trace import StatusCode
 
 from llama_entra.backends import ListedModel, ListedProvider
 from llama_entra.config import LlamaEntraConfig
-from llama_entra.errors import UpstreamAuthError, UpstreamConnectionError, UpstreamError
+from llama_entra.errors import (
+    AzureThrottledError,
+    UpstreamAuthError,
+    UpstreamConnectionError,
+    UpstreamError,
+)
 from llama_entra.stack import ClientHolder
 from support.entra import FakeClock, FakeEntra, fake_manager
 
@@ -126,3 +131,50 @@ async def test_telemetry_holder_dropped_service_stream_retry_and_stream_span(
     assert retry.attributes == {"llama_entra.retry.reason": "stream_dropped"}
     assert _parent(retry) == call.context.span_id
     assert call.attributes is not None and call.attributes["llama_stack.mode"] == "service"
+
+
+class _TwoResources(_Stack):
+    """``azure`` and the enricher's copy of it for a second resource."""
+
+    async def list_providers(self) -> list[ListedProvider]:
+        second = {"base_url": "https://s.example/v1"}
+        return [
+            *await super().list_providers(),
+            ListedProvider("azure-resource-2", "remote::azure", second),
+        ]
+
+    async def list_models(self) -> list[ListedModel]:
+        copy = ListedModel("azure-resource-2/gpt-4o-mini", "azure-resource-2", "gpt-4o-mini", "llm")
+        return [*await super().list_models(), copy]
+
+
+async def test_telemetry_holder_span_names_the_resource_that_served_a_moved_call(
+    exported: InMemorySpanExporter,
+) -> None:
+    urls = ["https://r.example/v1", "https://s.example/v1"]
+    config = LlamaEntraConfig.model_validate(
+        {
+            "llama_stack": {"mode": "library"},
+            "azure_entra_id": {
+                "credential": "managed_identity",
+                "endpoints": {"azure": {"base_urls": urls}},
+            },
+        }
+    )
+    tokens = fake_manager(FakeEntra(FakeClock()))
+    holder = ClientHolder(config, _TwoResources(), tokens, mode="library")  # type: ignore[arg-type]
+    model = await holder.resolve_model("gpt-4o-mini")
+    assert [m.id for m in await holder.models()] == ["azure/gpt-4o-mini"]  # the copy is hidden
+    sent: list[str] = []
+
+    async def operation(headers: dict[str, str], model_id: str) -> str:
+        sent.append(model_id)
+        if len(sent) == 1:
+            raise AzureThrottledError("busy", retry_after=30)
+        return "answer"
+
+    assert await holder.call(model, operation, name="chat_completions") == "answer"
+    assert sent == ["azure/gpt-4o-mini", "azure-resource-2/gpt-4o-mini"]
+    (call,) = _named(exported)["llama_stack.chat_completions"]
+    assert call.attributes is not None
+    assert call.attributes["llama_entra.azure.deployment"] == "https://s.example/v1"
