@@ -146,6 +146,11 @@ def test_round_robin_skips_a_refusing_resource_and_spreads_the_rest(
     assert east + west == 6
     assert abs(east - west) <= 1
     assert _ok(emulator, model) == 0
+    # The Responses API is spread too (Llama Stack's implementation calls the copy's model).
+    body = {"model": f"azure/{model}", "input": "through Responses"}
+    answered = httpx.post(f"{round_robin.url}/v1/responses", json=body, timeout=60)
+    assert answered.status_code == 200, answered.text
+    assert _ok(emulator, f"east/{model}") + _ok(emulator, f"west/{model}") == 7
 
 
 def test_service_mode_spills_over_through_the_servers_resource_providers(
