@@ -177,3 +177,24 @@ def test_service_mode_spills_over_through_the_servers_resource_providers(
     assert streamed.status_code == 200
     assert _ok(emulator, f"norway/{model}") == 2  # the first resource still cools down
     emulator.reset()
+
+
+def test_emulator_limits_a_named_resource_on_its_own(fresh_emulator: EmulatorHandle) -> None:
+    """A named resource's quota is its own: the default resource is not limited by it."""
+    emulator, model = fresh_emulator, fresh_emulator.model
+    view = emulator.set_limits(f"oslo/{model}", rpm=1)
+    assert view["rpm"] == 1
+    token = emulator.access_token()
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(
+        verify=str(emulator.ca_path), headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        oslo = f"{_resource(emulator, 'oslo')}/chat/completions"
+        assert client.post(oslo, json=body).status_code == 200
+        refused = client.post(oslo, json=body)
+        assert refused.status_code == 429
+        assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+        assert client.post(f"{emulator.azure_base_url}/chat/completions", json=body).is_success
+    assert emulator.azure_calls(f"oslo/{model}")["throttled"] == 1
+    assert emulator.limits()[f"oslo/{model}"]["window_requests"] == 1
+    emulator.reset()

@@ -11,8 +11,9 @@ Unauthenticated on purpose: the emulator binds loopback and holds no real secret
   ``{"throttle_next": N, "throttle_retry_after": S, "throttle_model": M}``: the next N Azure
   OpenAI calls (of deployment M, or any) answer 429 with ``retry-after: S``.
 - ``GET limits``, ``POST limits`` ``{"model": M, "rpm": N, "tpm": N, "context_window": N}``:
-  a deployment's quota. Fields left out keep their value; ``rpm``/``tpm`` null is unlimited,
-  ``context_window`` null the start-up value.
+  a deployment's quota (``M``: ``MODEL``, or ``RESOURCE/MODEL`` on a named resource). Fields
+  left out keep their value; ``rpm``/``tpm`` null is unlimited, ``context_window`` null the
+  start-up value.
 - ``GET roles``, ``POST roles`` ``{"object_id": ..., "assigned": false}``: role assignments.
 - ``POST clock`` ``{"advance_seconds": S}``: move the emulator's time forward, until the next
   reset (tokens issued meanwhile carry that time in ``iat``/``nbf``/``exp``).
@@ -130,7 +131,8 @@ async def faults(request: Request) -> Response:
 def _limits_view(state: EmulatorState) -> dict[str, Any]:
     now = state.clock()
     view: dict[str, Any] = {}
-    for model in state.settings.models:
+    # Every served deployment, and those of named resources that were given limits.
+    for model in dict.fromkeys([*state.settings.models, *state.limits]):
         limits = state.limits_for(model)
         calls, tokens = state.window_for(model).usage(now)
         view[model] = {
