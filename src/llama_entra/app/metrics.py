@@ -72,7 +72,7 @@ class _HolderCollector(Collector):
             labels=labels,
         )
         now = time.monotonic()
-        for provider, pool in self.holder.pools.items():
+        for provider, pool in self.holder.resources.pools.items():
             for deployment in pool.deployments:
                 key = [provider, deployment.base_url]
                 for name, family in families.items():

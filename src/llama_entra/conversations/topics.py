@@ -20,7 +20,7 @@ from typing import Any
 
 from llama_entra.conversations.store import ConversationStore
 from llama_entra.errors import LlamaEntraError
-from llama_entra.stack.holder import ClientHolder, ModelInfo
+from llama_entra.stack import ClientHolder, ModelInfo
 
 __all__ = ["TOPIC_PROMPT", "TopicSummarizer"]
 

@@ -12,7 +12,7 @@ In library mode on a PostgreSQL run config the client may come later (``attach``
 every use of ``client`` raises ``DatabaseUnavailableError``; readiness checks the database too,
 and a lost database in any call becomes that error (503 naming the database).
 
-Some 460 lines on purpose: every call path (plain, streamed, Responses) goes through the
+Under 500 lines on purpose: every call path (plain, streamed, Responses) goes through the
 same retry and provider-data steps, and keeping them in one class keeps them one policy.
 """
 
@@ -22,16 +22,14 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 from pydantic import SecretStr
 
-from llama_entra.azure import DeploymentPool, RateLimitRetry
+from llama_entra.azure import RateLimitRetry
 from llama_entra.backends import StackClient, active_backend
 from llama_entra.config import AzureRetryPolicy, LlamaEntraConfig
-from llama_entra.enrich import resource_copy_of
 from llama_entra.entra import TokenManager
 from llama_entra.errors import (
     ContextLengthError,
@@ -42,7 +40,9 @@ from llama_entra.errors import (
     UpstreamConnectionError,
     UpstreamError,
 )
+from llama_entra.stack.models import ModelInfo
 from llama_entra.stack.permission import PermissionWatch, is_permission_denied
+from llama_entra.stack.resources import ResourceRouter
 from llama_entra.storage.database import DatabaseTarget, database_cause, ping
 from llama_entra.telemetry import spans
 
@@ -57,23 +57,6 @@ JSON = dict[str, Any]
 # A call to Llama Stack: given the provider-data headers and the id of the model to send (the
 # resource's copy of the model when it is on several Azure OpenAI resources).
 type Operation[T] = Callable[[Headers, str], Awaitable[T]]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """A model Llama Stack serves, and whether its provider is Azure."""
-
-    id: str
-    provider_id: str
-    provider_resource_id: str
-    model_type: str
-    azure: bool
-
-    @property
-    def own_id(self) -> str:
-        """The id without its provider's prefix (``gpt-4o-mini`` for ``azure/gpt-4o-mini``):
-        how lightspeed-stack names a model, with the provider kept apart."""
-        return self.id.removeprefix(f"{self.provider_id}/")
 
 
 class ClientHolder:
@@ -105,16 +88,11 @@ class ClientHolder:
         self.unauthorized_retries = 0  # calls retried with a fresh token after Azure's 401
         self.permission = PermissionWatch()  # Azure's PermissionDenied: no refresh, no retry
         self.rate_limit = RateLimitRetry(self._retry_policy())
-        # Providers whose model is on several Azure OpenAI resources: one is picked per call.
-        endpoints = config.azure_entra_id.endpoints if config.azure_entra_id else {}
-        self.pools = {
-            provider: DeploymentPool(spread.base_urls, spread.strategy)
-            for provider, spread in endpoints.items()
-        }
+        self.resources = ResourceRouter(
+            config.azure_entra_id.endpoints if config.azure_entra_id else {}
+        )
         self._azure_bases: dict[str, str] | None = None
-        self._resource_providers: dict[str, list[str]] = {}  # base URL -> remote::azure ids
         self._models: dict[str, ModelInfo] = {}
-        self._copies: dict[str, ModelInfo] = {}  # models of a further resource of a provider
 
     def _retry_policy(self) -> AzureRetryPolicy:
         """Library mode: ``azure_entra_id.retries``. Service mode: none here, the server's
@@ -184,7 +162,7 @@ class ClientHolder:
             if provider.provider_type != AZURE_PROVIDER_TYPE:
                 continue
             own = str(provider.config.get("base_url") or "")
-            self._resource_providers.setdefault(_normal(own), []).append(provider.provider_id)
+            self.resources.saw_provider(provider.provider_id, own)
             base = override or own
             if base:
                 found[provider.provider_id] = base
@@ -222,15 +200,9 @@ class ClientHolder:
             )
             for model in await self.client.list_models()
         ]
-        copies = [model for model in models if self._is_resource_copy(model)]
-        self._copies = {model.id: model for model in copies}
-        visible = [model for model in models if model.id not in self._copies]
+        visible = self.resources.saw_models(models)
         self._models = {model.id: model for model in visible}
         return visible
-
-    def _is_resource_copy(self, model: ModelInfo) -> bool:
-        """A model the enricher registered for a further resource (listed nowhere)."""
-        return resource_copy_of(model.provider_id) in self.pools
 
     async def resolve_model(self, name: str | None, provider: str | None = None) -> ModelInfo:
         """The model a request names (``provider/model``, plain, or the configured default)."""
@@ -384,32 +356,18 @@ class ClientHolder:
         """``operation``, called again after Azure's 429 as the policy allows; for a model on
         several resources, on the resource the pool picks (moved on a 429 or a refused
         connection before any output, see ``llama_entra.azure.deployments``)."""
-        model_id = model.id if model is not None else ""
-        pool = self.pools.get(model.provider_id) if model is not None and model.azure else None
+        pool = self.resources.pool_for(model)
         if model is None or pool is None:
+            model_id = model.id if model is not None else ""
             return await self.rate_limit.run(lambda: operation(headers, model_id))
         served = model
 
         def on_resource(base_url: str) -> Awaitable[R]:
             spans.tag_deployment(base_url)
-            target = self._resource_model(served, base_url)
+            target = self.resources.model_at(served, base_url)
             return operation(self._with_base(headers, base_url), target)
 
         return await self.rate_limit.run(lambda: pool.call(on_resource))
-
-    def _resource_model(self, model: ModelInfo, base_url: str) -> str:
-        """The id of ``model``'s copy served from ``base_url`` (the enricher registered one
-        per resource: ``llama_entra.enrich``)."""
-        for provider_id in self._resource_providers.get(_normal(base_url), ()):
-            for candidate in [*self._models.values(), *self._copies.values()]:
-                same = candidate.provider_resource_id == model.provider_resource_id
-                if candidate.provider_id == provider_id and same:
-                    return candidate.id
-        raise UpstreamError(
-            f"no provider serves {model.provider_resource_id} at {base_url}: check that the "
-            "Llama Stack run config was enriched with azure_entra_id.endpoints",
-            status=502,
-        )
 
     def _with_base(self, headers: Headers, base_url: str) -> Headers:
         """``headers`` with the provider data's Azure base URL set to ``base_url``."""
@@ -518,10 +476,6 @@ def _is_unauthorized(exc: LlamaEntraError) -> bool:
         and exc.status == 401
         and not is_permission_denied(exc)
     )
-
-
-def _normal(base_url: str) -> str:
-    return base_url.rstrip("/")
 
 
 def _label(name: str, provider: str | None) -> str:

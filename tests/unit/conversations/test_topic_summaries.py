@@ -15,7 +15,7 @@ import pytest
 from llama_entra.conversations.store import ConversationStore
 from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.errors import UpstreamError
-from llama_entra.stack.holder import ClientHolder, ModelInfo
+from llama_entra.stack import ClientHolder, ModelInfo
 
 MODEL = ModelInfo("azure/gpt-4o-mini", "azure", "gpt-4o-mini", "llm", azure=True)
 

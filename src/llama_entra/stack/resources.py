@@ -1,0 +1,69 @@
+"""Models on several Azure OpenAI resources: the pools, and which copy of a model each serves.
+
+With ``azure_entra_id.endpoints`` the enricher gives each further resource of a
+``remote::azure`` provider a provider of its own (``<provider>-resource-<n>``) with a copy of
+each model (``llama_entra.enrich``). ``ResourceRouter`` learns from Llama Stack's listings which
+provider serves which base URL, hides the copies from the model list, and names the copy of a
+model that serves a given resource; ``DeploymentPool`` (``llama_entra.azure.deployments``) picks
+the resource per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from llama_entra.azure import DeploymentPool
+from llama_entra.config import AzureDeployments
+from llama_entra.enrich import resource_copy_of
+from llama_entra.errors import UpstreamError
+from llama_entra.stack.models import ModelInfo
+
+__all__ = ["ResourceRouter"]
+
+
+class ResourceRouter:
+    """The pools of the providers on several resources, and the models' copies per resource."""
+
+    def __init__(self, endpoints: Mapping[str, AzureDeployments]) -> None:
+        self.pools = {
+            provider: DeploymentPool(spread.base_urls, spread.strategy)
+            for provider, spread in endpoints.items()
+        }
+        self._providers_at: dict[str, list[str]] = {}  # base URL -> remote::azure provider ids
+        self._copies: dict[str, ModelInfo] = {}
+        self._models: list[ModelInfo] = []
+
+    def saw_provider(self, provider_id: str, base_url: str) -> None:
+        """A ``remote::azure`` provider of Llama Stack and its configured base URL."""
+        providers = self._providers_at.setdefault(_normal(base_url), [])
+        if provider_id not in providers:
+            providers.append(provider_id)
+
+    def saw_models(self, models: Iterable[ModelInfo]) -> list[ModelInfo]:
+        """Learn Llama Stack's models; those callers see (the copies left out)."""
+        self._models = list(models)
+        self._copies = {
+            m.id: m for m in self._models if resource_copy_of(m.provider_id) in self.pools
+        }
+        return [m for m in self._models if m.id not in self._copies]
+
+    def pool_for(self, model: ModelInfo | None) -> DeploymentPool | None:
+        """The pool of ``model``'s provider, when it is on several resources."""
+        return self.pools.get(model.provider_id) if model is not None and model.azure else None
+
+    def model_at(self, model: ModelInfo, base_url: str) -> str:
+        """The id of ``model``'s copy served from ``base_url``."""
+        for provider_id in self._providers_at.get(_normal(base_url), ()):
+            for candidate in self._models:
+                same = candidate.provider_resource_id == model.provider_resource_id
+                if candidate.provider_id == provider_id and same:
+                    return candidate.id
+        raise UpstreamError(
+            f"no provider serves {model.provider_resource_id} at {base_url}: check that the "
+            "Llama Stack run config was enriched with azure_entra_id.endpoints",
+            status=502,
+        )
+
+
+def _normal(base_url: str) -> str:
+    return base_url.rstrip("/")
