@@ -92,6 +92,7 @@ def _pick_seconds() -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_bench_failover_two_resources_absorb_load_one_cannot(
     fresh_emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
