@@ -45,6 +45,8 @@ case "${1:-}" in
     uv sync --frozen --no-dev --no-editable --extra "$backend"
     "$UV_PROJECT_ENVIRONMENT/bin/python" -c \
       'import os; from llama_entra.enrich import ensure_tiktoken_cache; ensure_tiktoken_cache(os.environ["TIKTOKEN_CACHE_DIR"])'
+    # Written private (mkstemp); the image runs as another user, who only reads it.
+    chmod -R a+rX "$TIKTOKEN_CACHE_DIR"
     ;;
   *)
     echo "usage: $0 uv|deps|project" >&2
