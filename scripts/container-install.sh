@@ -19,6 +19,11 @@ case "$backend" in
   *) echo "BACKEND must be llama-stack or ogx, not '$backend'" >&2; exit 2 ;;
 esac
 
+# llama-stack 0.7.3 requires Oracle's `oci` SDK (474 MB, half the image) for its OCI
+# inference provider alone; the image serves Azure, so it is left out.
+skip=()
+if [[ "$backend" == llama-stack ]]; then skip=(--no-install-package oci); fi
+
 extra_ca=${EXTRA_CA_BUNDLE:-/run/secrets/ca-bundle}
 if [[ -s "$extra_ca" ]]; then
   bundle=$(mktemp)
@@ -37,12 +42,12 @@ case "${1:-}" in
     ;;
   deps)
     : "${UV_PROJECT_ENVIRONMENT:?set UV_PROJECT_ENVIRONMENT to the target virtual environment}"
-    uv sync --frozen --no-dev --no-install-project --extra "$backend"
+    uv sync --frozen --no-dev --no-install-project --extra "$backend" "${skip[@]}"
     ;;
   project)
     : "${UV_PROJECT_ENVIRONMENT:?set UV_PROJECT_ENVIRONMENT to the target virtual environment}"
     : "${TIKTOKEN_CACHE_DIR:?set TIKTOKEN_CACHE_DIR to where the encoding goes}"
-    uv sync --frozen --no-dev --no-editable --extra "$backend"
+    uv sync --frozen --no-dev --no-editable --extra "$backend" "${skip[@]}"
     "$UV_PROJECT_ENVIRONMENT/bin/python" -c \
       'import os; from llama_entra.enrich import ensure_tiktoken_cache; ensure_tiktoken_cache(os.environ["TIKTOKEN_CACHE_DIR"])'
     # Written private (mkstemp); the image runs as another user, who only reads it.
