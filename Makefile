@@ -124,7 +124,7 @@ base-image: ## a local Debian 13 base (Python 3.13) for machines that cannot pul
 	BASE_IMAGE=$(BASE_IMAGE) scripts/image.sh base
 
 .PHONY: test-image
-test-image: $(VENV) ## build the image on BASE_IMAGE and run its three roles with buildah (~5 min)
+test-image: $(VENV) ## build the image on BASE_IMAGE and run its three roles with buildah (~3 min)
 	scripts/install-test-tools.sh image
 	BASE_IMAGE=$(BASE_IMAGE) $(RUN) pytest tests/image -m image -p no:cacheprovider --timeout 900
 
