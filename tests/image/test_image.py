@@ -330,7 +330,8 @@ def test_no_layer_or_history_entry_holds_a_secret(
     The CA bundle given as the build secret held the host's CAs and a canary CA made for this
     session; any of its CAs that the image's own bundle lacks (the canary, a proxy's CA) found
     in a layer means the secret leaked. Plus: no PEM private key, no JWT, no credential file,
-    no ``/run/secrets``; and the history (what ``docker history`` shows) names none of them.
+    no ``/run/secrets``; and the image config and history (what ``docker inspect`` and
+    ``docker history`` show) name none of them.
     """
     probe = Container(buildah, image.name, f"llama-entra-test-ca-{uuid.uuid4().hex[:8]}", tmp_path)
     try:
@@ -358,10 +359,10 @@ def test_no_layer_or_history_entry_holds_a_secret(
     )
     assert files > 1000, "the scan read the layers"
     assert [f for f in findings if _ours(f)] == []
-    history = json.dumps(image.inspect.get("History") or image.inspect["OCIv1"]["history"])
-    assert "created_by" in history
-    assert scan_text(history.encode(), needles) == []
-    assert "BEGIN CERTIFICATE" not in history
+    inspect = json.dumps(image.inspect)  # config (Env, Labels, Cmd) and history
+    assert "created_by" in inspect
+    assert scan_text(inspect.encode(), needles) == []
+    assert "BEGIN CERTIFICATE" not in inspect
 
 
 def test_the_layer_scan_finds_each_kind_of_secret(tmp_path: Path) -> None:
@@ -409,7 +410,8 @@ def test_library_mode_serves_query_and_stream_as_10001_on_a_read_only_root_and_s
 
     Query and stream through Llama Stack in-process; the main process is uid 10001 gid 0; the
     HEALTHCHECK passes, and fails when nothing listens; root cannot write any path of the
-    image; the stores land in the data volume; SIGTERM stops it (exit 0) within the drain limit.
+    image; the stores land in the data volume, and no token or secret in any volume; SIGTERM
+    stops it (exit 0) within the drain limit.
     """
     port = free_port()
     role = _stage(
@@ -452,6 +454,11 @@ def test_library_mode_serves_query_and_stream_as_10001_on_a_read_only_root_and_s
         data = next(Path(h) for h, t in role.volumes.items() if t == "/app/data")
         stores = {p.name: p.stat().st_uid for p in data.iterdir() if p.suffix == ".db"}
         assert stores and set(stores.values()) == {_UID}, stores
+        secret = {"client secret": fresh_emulator.client_secret.encode()}
+        writable = [Path(h) for h, t in role.volumes.items() if not t.endswith(":ro")]
+        written = [p for volume in writable for p in volume.rglob("*") if p.is_file()]
+        for path in written:  # tokens stay in memory
+            assert scan_text(path.read_bytes(), secret) == [], path.name
 
         _assert_stops(process, _DRAIN_SECONDS, "serve", image.backend)
 
