@@ -27,7 +27,10 @@ export NO_MKDOCS_2_WARNING := 1
 
 CONFIG ?= run-configs/llama-entra-azure.yaml
 IMAGE ?= localhost/llama-entra:0.1.0
-ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+# The image's base: empty for the Containerfile's default (python:3.12-slim-bookworm);
+# `make base-image` makes BASE_IMAGE for machines that cannot pull (make image PYTHON_IMAGE=...).
+PYTHON_IMAGE ?=
+BASE_IMAGE ?= localhost/llama-entra-base:trixie
 RUN_CONFIG ?= run-configs/azure.yaml
 
 .PHONY: help
@@ -113,9 +116,17 @@ test-reliability: $(VENV) ## soak: 3 minutes of load with 20 s tokens, 0 failed 
 		-k refresh_under_load -p no:cacheprovider -s --timeout 1800
 
 .PHONY: image
-image: ## build the container image with podman or docker (IMAGE=..., ENGINE=...)
-	@test -n "$(ENGINE)" || { echo "make image: needs podman or docker on PATH" >&2; exit 1; }
-	$(ENGINE) build -f Containerfile -t $(IMAGE) .
+image: ## build the image with podman, docker or buildah (IMAGE, ENGINE, PYTHON_IMAGE, CA_BUNDLE)
+	IMAGE=$(IMAGE) BACKEND=$(BACKEND) PYTHON_IMAGE=$(PYTHON_IMAGE) scripts/image.sh build
+
+.PHONY: base-image
+base-image: ## a local Debian 13 base (Python 3.13) for machines that cannot pull (mmdebstrap)
+	BASE_IMAGE=$(BASE_IMAGE) scripts/image.sh base
+
+.PHONY: test-image
+test-image: $(VENV) ## build the image on BASE_IMAGE and run its three roles with buildah (~3 min)
+	scripts/install-test-tools.sh image
+	BASE_IMAGE=$(BASE_IMAGE) $(RUN) pytest tests/image -m image -p no:cacheprovider --timeout 900
 
 .PHONY: bench
 bench: $(VENV) ## benchmarks against the emulator; results in bench-results/

@@ -5,18 +5,30 @@
 #   chromium     the status page test loads the page in a real headless browser
 #   promtool     the alert rule tests (Debian's `prometheus` package ships it)
 #   PostgreSQL   initdb and pg_ctl for the shared-state tests (Debian's `postgresql` server)
+# `install-test-tools.sh image` installs what `make test-image` drives instead:
+#   buildah      builds and runs the image (no daemon, no pull)
+#   mmdebstrap   makes the Debian base image (`make base-image`)
 # Debian and Ubuntu (apt-get) are supported; elsewhere it names what to install and fails.
 set -euo pipefail
 
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 pg_bindir_ok() {
   [[ -n "${LLAMA_ENTRA_PG_BINDIR:-}" && -x "${LLAMA_ENTRA_PG_BINDIR}/initdb" ]] && return 0
   command -v pg_config >/dev/null 2>&1 && [[ -x "$(pg_config --bindir)/initdb" ]] && return 0
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
-pg_bindir_ok || missing+=(postgresql)
+case "${1:-}" in
+  "")
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    pg_bindir_ok || missing+=(postgresql)
+    ;;
+  image)
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+    command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+    ;;
+  *) echo "usage: $0 [image]" >&2; exit 2 ;;
+esac
 
 ((${#missing[@]} == 0)) && exit 0
 
