@@ -167,3 +167,34 @@ def test_proxy_cuts_a_stream_longer_than_the_drain_limit(
         took = _stopped_within(process, signal.SIGTERM)
     assert process.returncode == 0
     assert took < 6  # drain limit 1 s, then the stream is cancelled
+
+
+@pytest.mark.slow
+def test_serve_lets_an_in_flight_streaming_query_finish_then_exits(
+    tmp_path: Path, fresh_emulator: EmulatorHandle
+) -> None:
+    """SIGTERM mid-answer: the stream goes on to its ``end`` event, then the service exits."""
+    command, base, probe = _start("serve", tmp_path, fresh_emulator)
+    env = stack_environment(fresh_emulator, tmp_path / "state")
+    log = tmp_path / "serve.log"
+    body = {"query": "one two three four five six", "generate_topic_summary": False}
+    with _running(command, env, log, f"{base}{probe}") as process:
+        fresh_emulator.set_stream_delay(0.3)
+        signalled = 0.0
+        events: list[dict[str, object]] = []
+        with httpx.stream("POST", f"{base}/v1/streaming_query", json=body, timeout=30) as answer:
+            for line in answer.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(json.loads(line.removeprefix("data: ")))
+                if events[-1]["event"] == "token" and not signalled:
+                    signalled = time.monotonic()
+                    process.send_signal(signal.SIGTERM)  # mid-answer
+        finished = time.monotonic() - signalled
+        process.wait(timeout=STOP_WITHIN_SECONDS)
+    names = [event["event"] for event in events]
+    assert names[0] == "start" and names[-1] == "end", names
+    text = "".join(str(e["data"]["token"]) for e in events if e["event"] == "token")  # type: ignore[index]
+    assert text == "You said: one two three four five six"
+    assert finished > 0.6  # the stream really went on after the signal
+    assert process.returncode == 0, log.read_text()[-2000:]

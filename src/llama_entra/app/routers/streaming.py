@@ -81,7 +81,12 @@ async def streaming_query(
     if body.media_type == "text/plain":
         return StreamingResponse(stream.text(), media_type="text/plain", headers=headers)
     request_id = str(getattr(request.state, "request_id", ""))
-    return EventSourceResponse(stream.events(request_id), sep="\n", ping=15, headers=headers)
+    # sse-starlette cuts its streams as soon as the server is told to stop; an answer in
+    # flight may finish within the drain limit instead, as every other response does.
+    drain = holder.config.service.shutdown_timeout_seconds
+    return EventSourceResponse(
+        stream.events(request_id), sep="\n", ping=15, headers=headers, shutdown_grace_period=drain
+    )
 
 
 @dataclass
