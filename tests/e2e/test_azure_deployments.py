@@ -132,6 +132,13 @@ def test_every_resource_throttled_is_one_429_with_the_soonest_wait(
     assert time.monotonic() - started < 5  # over the 10 s budget: not slept through
     assert emulator.azure_calls(model)["throttled"] == 1
     assert emulator.azure_calls(f"sweden/{model}")["throttled"] == 1
+    readiness = httpx.get(f"{priority.url}/readiness", timeout=10)
+    assert readiness.status_code == 200  # ready: the calls wait or get 429 with the wait
+    body = readiness.json()
+    assert body["overall_status"] == "unhealthy"
+    assert {p["provider_id"] for p in body["providers"]} == {"azure", "azure-resource-2"}
+    assert all(p["status"] == "cooling_down" for p in body["providers"])
+    assert any(_resource(emulator, "sweden") in p["message"] for p in body["providers"])
     emulator.reset()
 
 

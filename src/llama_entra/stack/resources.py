@@ -10,7 +10,9 @@ the resource per call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from llama_entra.azure import DeploymentPool
 from llama_entra.config import AzureDeployments
@@ -18,7 +20,17 @@ from llama_entra.enrich import resource_copy_of
 from llama_entra.errors import UpstreamError
 from llama_entra.stack.models import ModelInfo
 
-__all__ = ["ResourceRouter"]
+__all__ = ["CoolingResource", "ResourceRouter"]
+
+
+@dataclass(frozen=True, slots=True)
+class CoolingResource:
+    """A resource that gets no calls now: after a 429, a refused connection or a 503."""
+
+    provider_id: str  # the provider serving it (``azure`` or ``azure-resource-N``)
+    base_url: str
+    seconds_left: float
+    all_cooling: bool  # every resource of its model cools down: calls wait or get 429
 
 
 class ResourceRouter:
@@ -46,6 +58,24 @@ class ResourceRouter:
             m.id: m for m in self._models if resource_copy_of(m.provider_id) in self.pools
         }
         return [m for m in self._models if m.id not in self._copies]
+
+    def cooling(self) -> list[CoolingResource]:
+        """The resources getting no calls now, and for how long yet (readiness reports them)."""
+        now = time.monotonic()
+        found = []
+        for provider, pool in self.pools.items():
+            cooling = [d for d in pool.deployments if d.cooling(now)]
+            for deployment in cooling:
+                served_by = self._providers_at.get(_normal(deployment.base_url)) or [provider]
+                found.append(
+                    CoolingResource(
+                        served_by[0],
+                        deployment.base_url,
+                        round(deployment.cooling_until - now, 1),
+                        all_cooling=len(cooling) == len(pool.deployments),
+                    )
+                )
+        return found
 
     def pool_for(self, model: ModelInfo | None) -> DeploymentPool | None:
         """The pool of ``model``'s provider, when it is on several resources."""

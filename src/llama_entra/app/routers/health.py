@@ -40,9 +40,11 @@ class ProviderHealthStatus(BaseModel):
 class ReadinessResponse(BaseModel):
     """Readiness in lightspeed-stack's fields.
 
-    ``overall_status``: ``healthy`` (everything answers), ``unhealthy`` (ready, but a provider
-    reports a problem, e.g. Azure denying the identity), ``degraded`` (not ready: Llama Stack or
-    its database does not answer). ``impacts`` names what callers cannot do meanwhile.
+    ``overall_status``: ``healthy`` (everything answers; Azure OpenAI resources of a model on
+    several that cool down are listed, status ``cooling_down``, while the others take the
+    calls), ``unhealthy`` (ready, but a provider reports a problem, e.g. Azure denying the
+    identity, or every resource of a model cooling down), ``degraded`` (not ready: Llama Stack
+    or its database does not answer). ``impacts`` names what callers cannot do meanwhile.
     """
 
     ready: bool
@@ -94,6 +96,25 @@ async def readiness(holder: HolderDep) -> JSONResponse:
             overall_status="unhealthy",
             impacts=["inference on Azure OpenAI models"],
             providers=[azure],
+        )
+        return JSONResponse(answer.model_dump())
+    cooling = holder.resources.cooling()
+    if cooling:
+        # Ready: the calls go to the other resources, or wait for the soonest one.
+        names = ", ".join(resource.provider_id for resource in cooling)
+        answer = ReadinessResponse(
+            ready=True,
+            reason=f"Azure OpenAI resources cooling down: {names}",
+            overall_status="unhealthy" if any(r.all_cooling for r in cooling) else "healthy",
+            impacts=["calls go to the model's other Azure OpenAI resources"],
+            providers=[
+                ProviderHealthStatus(
+                    provider_id=resource.provider_id,
+                    status="cooling_down",
+                    message=f"{resource.base_url}: no calls for {resource.seconds_left} s",
+                )
+                for resource in cooling
+            ],
         )
         return JSONResponse(answer.model_dump())
     answer = ReadinessResponse(
