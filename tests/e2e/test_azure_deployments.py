@@ -20,8 +20,8 @@ from support.service import (
     free_port,
     service_config,
     stack_environment,
-    start_llama_stack,
     start_service,
+    start_service_mode,
 )
 
 pytestmark = pytest.mark.slow
@@ -71,17 +71,8 @@ def service_mode(
     directory = tmp_path_factory.mktemp("deployments-service-mode")
     urls = [emulator.azure_base_url, _resource(emulator, "norway")]
     entra = {"endpoints": {"azure": {"strategy": "priority", "base_urls": urls}}}
-    env = stack_environment(emulator, directory / "stack-state")
-    (directory / "stack").mkdir()
-    with start_llama_stack(
-        service_config(directory / "stack", emulator, entra=entra), env
-    ) as stack:
-        (directory / "service").mkdir()
-        path = service_config(
-            directory / "service", emulator, mode="service", llama_stack_url=stack.url, entra=entra
-        )
-        with start_service(path, env) as handle:
-            yield handle
+    with start_service_mode(emulator, directory, entra=entra) as handle:
+        yield handle
 
 
 def _query(service: ServiceHandle, text: str) -> httpx.Response:

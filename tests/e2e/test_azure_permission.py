@@ -20,10 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.emulator import EmulatorHandle
 from support.service import (
     ServiceHandle,
-    service_config,
-    stack_environment,
-    start_llama_stack,
-    start_service,
+    start_service_mode,
 )
 
 pytestmark = pytest.mark.slow
@@ -38,15 +35,8 @@ def service_mode(
 ) -> Iterator[ServiceHandle]:
     """llama-entra in service mode in front of a Llama Stack server (the entrypoint's)."""
     directory = tmp_path_factory.mktemp("permission-service-mode")
-    env = stack_environment(emulator, directory / "stack-state")
-    (directory / "stack").mkdir()
-    with start_llama_stack(service_config(directory / "stack", emulator), env) as stack:
-        (directory / "service").mkdir()
-        path = service_config(
-            directory / "service", emulator, mode="service", llama_stack_url=stack.url
-        )
-        with start_service(path, env) as handle:
-            yield handle
+    with start_service_mode(emulator, directory) as handle:
+        yield handle
 
 
 @pytest.fixture(params=["library", "service"])

@@ -264,6 +264,24 @@ def start_llama_stack(
         yield handle
 
 
+@contextlib.contextmanager
+def start_service_mode(
+    emulator: EmulatorHandle, directory: Path, *, entra: Mapping[str, Any] | None = None
+) -> Iterator[ServiceHandle]:
+    """llama-entra in service mode in front of the container entrypoint's Llama Stack server,
+    both configured from the same ``azure_entra_id`` (plus ``entra``)."""
+    env = stack_environment(emulator, directory / "stack-state")
+    (directory / "stack").mkdir()
+    stack_config = service_config(directory / "stack", emulator, entra=entra)
+    with start_llama_stack(stack_config, env) as stack:
+        (directory / "service").mkdir()
+        path = service_config(
+            directory / "service", emulator, mode="service", llama_stack_url=stack.url, entra=entra
+        )
+        with start_service(path, env) as handle:
+            yield handle
+
+
 @pytest.fixture(scope="session")
 def service(
     emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory

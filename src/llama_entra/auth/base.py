@@ -9,24 +9,13 @@ An ``Authenticator`` looks at the request's headers (never its body) and returns
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
-__all__ = ["ANONYMOUS", "Action", "Authenticator", "NoopAuthenticator", "Principal"]
+from llama_entra.config.auth import Action
 
-Action = Literal[
-    "query",
-    "streaming_query",
-    "conversations",
-    "chat",
-    "responses",
-    "models",
-    "info",
-    "metrics",
-    "feedback",
-    "admin",
-]
+__all__ = ["ANONYMOUS", "Action", "Authenticator", "NoopAuthenticator", "Principal"]
 
 
 @dataclass(frozen=True)

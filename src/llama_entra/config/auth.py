@@ -15,6 +15,7 @@ from pydantic import (
 from llama_entra.config.base import StrictModel, blank
 
 __all__ = [
+    "Action",
     "ApiKeyAuthConfig",
     "AuthAction",
     "AuthenticationConfig",
@@ -23,7 +24,8 @@ __all__ = [
     "JwkAuthConfig",
 ]
 
-AuthAction = Literal[
+# What a caller may be allowed to do (``authorization`` rules; ``*``: everything).
+Action = Literal[
     "query",
     "streaming_query",
     "conversations",
@@ -34,8 +36,8 @@ AuthAction = Literal[
     "metrics",
     "feedback",
     "admin",
-    "*",
 ]
+AuthAction = Literal[Action, "*"]
 
 
 class ApiKeyAuthConfig(StrictModel):
