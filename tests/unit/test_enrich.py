@@ -111,6 +111,41 @@ def test_enrich_handles_top_level_models_and_missing_provider_config() -> None:
     assert enriched["models"][0]["model_validation"] is False
 
 
+def _storage() -> dict[str, Any]:
+    """Storage backends as a user writes them from Llama Stack's docs (no pool_pre_ping)."""
+    return {
+        "backends": {
+            "kv_default": {"type": "kv_sqlite", "db_path": "/state/kvstore.db"},
+            "sql_default": {"type": "sql_sqlite", "db_path": "/state/sql_store.db"},
+            "sql_pinged": {"type": "sql_sqlite", "db_path": "/s.db", "pool_pre_ping": True},
+            "sql_pg": {"type": "sql_postgres", "host": "db"},
+        },
+        "stores": {"conversations": {"table_name": "c", "backend": "sql_default"}},
+    }
+
+
+@pytest.mark.parametrize("entra", [True, False])
+def test_enrich_turns_pool_pre_ping_off_on_sqlite_backends_that_do_not_set_it(
+    entra: bool,
+) -> None:
+    original = _run_config() | {"storage": _storage()}
+    enriched, notes = enrich_run_config(original, entra=entra)
+    backends = enriched["storage"]["backends"]
+    assert backends["sql_default"] == _storage()["backends"]["sql_default"] | {
+        "pool_pre_ping": False
+    }
+    assert backends["sql_pinged"]["pool_pre_ping"] is True  # the user's choice stays
+    assert "pool_pre_ping" not in backends["sql_pg"]  # PostgreSQL connections can go stale
+    assert "pool_pre_ping" not in backends["kv_default"]
+    assert enriched["storage"]["stores"] == _storage()["stores"]
+    assert "pool_pre_ping" not in original["storage"]["backends"]["sql_default"]  # a copy
+    assert [n for n in notes if "pool_pre_ping" in n] == [
+        "set pool_pre_ping: false on SQLite store backend sql_default: a local file's "
+        "connection cannot go stale"
+    ]
+    assert enrich_run_config(enriched, entra=entra)[0] == enriched
+
+
 def test_shipped_run_config_has_one_azure_provider_and_enriches_cleanly() -> None:
     run_config = load_run_config(ROOT / "run-configs" / "azure.yaml")
     assert [p["provider_id"] for p in azure_providers(run_config)] == ["azure"]
