@@ -25,9 +25,9 @@ It also gives the inference store (``storage.stores.inference``) a SQLite file o
 it shares a ``sql_sqlite`` backend with anything else (Llama Stack's starter distribution puts
 every SQL store on one ``sql_default``): a backend ``<backend>_inference``, a copy of the shared
 one whose ``db_path`` is ``inference_store.db`` in the same directory. Llama Stack writes every
-chat completion to that store in the background, holding the file's write lock while
-llama-entra appends a conversation's turn, which then waits (a continued query on OGX: 1.81x a
-chat completion with a shared file, 1.46x with its own, same run).
+chat completion to that store in the background; on a shared file that write and a
+conversation's turn take turns at one write lock (a continued query, same run: 1.17x vs 1.10x a
+chat completion on llama-stack 0.7.3, 1.24x vs 1.19x on OGX; small, but the same way on both).
 
 ``llama-entra enrich -c llama-entra.yaml -i run.yaml -o enriched.yaml`` (or ``--entra`` instead
 of ``-c``) writes the result atomically; ``python -m llama_entra.enrich`` is the same command.
