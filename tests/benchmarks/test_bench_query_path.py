@@ -14,11 +14,13 @@ client on the same run config. Each round times, in a rotating order so drift hi
   its history (against a one-message chat, even a store costing nothing measured 1.59x);
 - ``/v1/query`` continuing a long conversation (``BENCH_LONG_TURNS`` turns, growing by one a
   round) and ``/v1/chat/completions`` with exactly the messages that query sends the model;
-- issue 29's case, on this service and on a second one whose run config is a plain one (what a
-  user writes from Llama Stack's docs: ``run-configs/azure.yaml`` without the project's store
-  tuning, see ``_plain_run_config``): ``/v1/query`` continuing a conversation of 1-5 turns, and
-  ``/v1/chat/completions`` sent exactly the messages that query sends the model (the history as
-  it was at the start of the round, plus the question).
+- issue 29's case, on two more services that serve only it, one on ``run-configs/azure.yaml``
+  and one on a plain run config (what a user writes from Llama Stack's docs: ``azure.yaml``
+  without the project's store tuning, see ``_plain_run_config``): ``/v1/query`` continuing a
+  conversation of 1-5 turns, and ``/v1/chat/completions`` sent exactly the messages that query
+  sends the model (the history as it was at the start of the round, plus the question). Their
+  own services keep the other series' background work (topic summaries, the long
+  conversation's writes) off them, so the two run configs are compared under the same load.
 
 New conversations are asked both ways: with ``generate_topic_summary: false`` (the query path's
 own cost) and with lightspeed's default body (``{"query": ...}``, summary on; issue 29). The
@@ -126,11 +128,11 @@ class _Calls:
     def __init__(
         self,
         emulator: EmulatorHandle,
-        services: tuple[ServiceHandle, ServiceHandle],
+        services: tuple[ServiceHandle, ServiceHandle, ServiceHandle],
         library: StackClient,
         token: str,
     ) -> None:
-        service, plain = services
+        service, issue, plain = services
         self.emulator = emulator
         self.service = service
         self.library = library
@@ -147,7 +149,7 @@ class _Calls:
         self.short_messages: list[JSON] = []
         self.long: str | None = None
         self.long_messages: list[JSON] = []
-        self.issue = _IssueCase(self.http, service, self.model)
+        self.issue = _IssueCase(self.http, issue, self.model)
         self.issue_plain = _IssueCase(self.http, plain, self.model)
 
     def close(self) -> None:
@@ -345,12 +347,13 @@ def test_bench_query_path_against_one_model_call(
     served.mkdir()
     quiet = {"service": {"state_dir": str(served / "state"), "log_level": "warning"}}
     path = service_config(served, emulator, extra=quiet)
-    plain_dir = tmp_path / "plain"
-    plain_dir.mkdir()
-    plain_quiet = {"service": {"state_dir": str(plain_dir / "state"), "log_level": "warning"}}
-    plain_path = service_config(
-        plain_dir, emulator, extra=plain_quiet, run_config=_plain_run_config(plain_dir)
-    )
+    issue_dirs = (tmp_path / "issue", tmp_path / "plain")
+    issue_paths = []
+    for directory in issue_dirs:
+        directory.mkdir()
+        own = {"service": {"state_dir": str(directory / "state"), "log_level": "warning"}}
+        run_config = _plain_run_config(directory) if directory.name == "plain" else "azure.yaml"
+        issue_paths.append(service_config(directory, emulator, extra=own, run_config=run_config))
     inproc = tmp_path / "in-process"
     inproc.mkdir()
     inproc_config = service_config(inproc, emulator)
@@ -358,7 +361,9 @@ def test_bench_query_path_against_one_model_call(
         monkeypatch.setenv(key, value)
     token = emulator.access_token()
 
-    async def run(services: tuple[ServiceHandle, ServiceHandle]) -> dict[str, list[float]]:
+    async def run(
+        services: tuple[ServiceHandle, ServiceHandle, ServiceHandle],
+    ) -> dict[str, list[float]]:
         library = await start_stack(load_config(inproc_config), None)
         calls = _Calls(emulator, services, library, token)
         try:
@@ -369,9 +374,14 @@ def test_bench_query_path_against_one_model_call(
 
     with (
         start_service(path, stack_environment(emulator, served / "state")) as service,
-        start_service(plain_path, stack_environment(emulator, plain_dir / "state")) as plain,
+        start_service(
+            issue_paths[0], stack_environment(emulator, issue_dirs[0] / "state")
+        ) as issue,
+        start_service(
+            issue_paths[1], stack_environment(emulator, issue_dirs[1] / "state")
+        ) as plain,
     ):
-        samples = asyncio.run(run((service, plain)))
+        samples = asyncio.run(run((service, issue, plain)))
     s = {name: summarize(label, samples[name]) for name, label in _SERIES.items()}
     goals = {
         "query_new / chat": (_ratio(s["query_new"], s["chat"]), 1.3),
