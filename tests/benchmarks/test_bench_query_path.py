@@ -7,12 +7,20 @@ client on the same run config. Each round times, in a rotating order so drift hi
 - the same chat completion made in-process to Llama Stack's library client;
 - ``/v1/chat/completions`` through llama-entra, plain and streamed (to ``[DONE]``);
 - ``/v1/query`` and ``/v1/streaming_query`` (to ``end``), new and continued conversations
-  (a continued one has 1-9 turns of history);
+  (a continued one has 1-20 turns of history: both add a turn each round, and a new one starts
+  every ``_CONTINUED_RESTART`` rounds);
 - ``/v1/chat/completions``, plain and streamed, with the messages a continued query sends the
   model (its history and question): the baseline of a continued query, whose prompt carries
   its history (against a one-message chat, even a store costing nothing measured 1.59x);
 - ``/v1/query`` continuing a long conversation (``BENCH_LONG_TURNS`` turns, growing by one a
-  round) and ``/v1/chat/completions`` with exactly the messages that query sends the model.
+  round) and ``/v1/chat/completions`` with exactly the messages that query sends the model;
+- issue 29's case, on two more services that serve only it, one on ``run-configs/azure.yaml``
+  and one on a plain run config (what a user writes from Llama Stack's docs: ``azure.yaml``
+  without the project's store tuning, see ``_plain_run_config``): ``/v1/query`` continuing a
+  conversation of 1-5 turns, and ``/v1/chat/completions`` sent exactly the messages that query
+  sends the model (the history as it was at the start of the round, plus the question). Their
+  own services keep the other series' background work (topic summaries, the long
+  conversation's writes) off them, so the two run configs are compared under the same load.
 
 New conversations are asked both ways: with ``generate_topic_summary: false`` (the query path's
 own cost) and with lightspeed's default body (``{"query": ...}``, summary on; issue 29). The
@@ -31,26 +39,100 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from llama_entra.backends import StackClient, active_backend
 from llama_entra.config import load_config
 from llama_entra.stack.build import start_stack
 from support.bench import Summary, report, summarize
 from support.emulator import EmulatorHandle
-from support.service import ServiceHandle, service_config, stack_environment, start_service
+from support.service import (
+    ROOT,
+    ServiceHandle,
+    service_config,
+    stack_environment,
+    start_service,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
 LONG_TURNS = int(os.environ.get("BENCH_LONG_TURNS", "60"))
 _CONTINUED_RESTART = 10  # a new short conversation every N rounds
+_ISSUE_TURNS = 5  # issue 29's case: conversations of 1-5 turns
 JSON = dict[str, Any]
+
+
+def _plain_run_config(directory: Path) -> Path:
+    """``run-configs/azure.yaml`` as a user would write it from Llama Stack's docs.
+
+    Without what the project tuned in its own file: no ``pool_pre_ping: false`` on the SQLite
+    stores, and the inference store on the shared ``sql_default`` backend (as in Llama Stack's
+    starter distribution) instead of a file of its own. Everything else is the same.
+    """
+    document = yaml.safe_load((ROOT / "run-configs" / "azure.yaml").read_text())
+    storage = document["storage"]
+    for backend in storage["backends"].values():
+        backend.pop("pool_pre_ping", None)
+    del storage["backends"]["sql_inference"]
+    storage["stores"]["inference"]["backend"] = "sql_default"
+    path = directory / "plain-run.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+class _IssueCase:
+    """Issue 29's case on one service: a continued ``/v1/query`` in a conversation of 1-5
+    turns, and ``/v1/chat/completions`` sent the same messages (the round's history and the
+    question)."""
+
+    def __init__(self, http: httpx.Client, service: ServiceHandle, model: str) -> None:
+        self.http = http
+        self.service = service
+        self.model = model
+        self.conversation: str | None = None
+        self.history: list[JSON] = []  # as the store holds it now
+        self.sent: list[JSON] = []  # as it was at the start of the round
+
+    def begin_round(self, n: int) -> None:
+        """Start a new conversation once this one has ``_ISSUE_TURNS`` turns; snapshot it."""
+        if self.conversation is None or len(self.history) >= 2 * _ISSUE_TURNS:
+            text = f"start {n}"
+            answer = self._post("/v1/query", {"query": text, "generate_topic_summary": False})
+            self.conversation = answer["conversation_id"]
+            self.history = [
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": answer["response"]},
+            ]
+        self.sent = list(self.history)
+
+    def _post(self, path: str, body: JSON) -> JSON:
+        response = self.http.post(f"{self.service.url}{path}", json=body)
+        assert response.status_code == 200, response.text
+        answer: JSON = response.json()
+        return answer
+
+    async def query(self, text: str) -> None:
+        answer = self._post("/v1/query", {"query": text, "conversation_id": self.conversation})
+        self.history += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": answer["response"]},
+        ]
+
+    async def chat(self, text: str) -> None:
+        messages = [*self.sent, {"role": "user", "content": text}]
+        self._post("/v1/chat/completions", {"model": self.model, "messages": messages})
 
 
 class _Calls:
     """Every timed call of one round, sharing one HTTP client (pooled, sync: cheapest)."""
 
     def __init__(
-        self, emulator: EmulatorHandle, service: ServiceHandle, library: StackClient, token: str
+        self,
+        emulator: EmulatorHandle,
+        services: tuple[ServiceHandle, ServiceHandle, ServiceHandle],
+        library: StackClient,
+        token: str,
     ) -> None:
+        service, issue, plain = services
         self.emulator = emulator
         self.service = service
         self.library = library
@@ -67,6 +149,8 @@ class _Calls:
         self.short_messages: list[JSON] = []
         self.long: str | None = None
         self.long_messages: list[JSON] = []
+        self.issue = _IssueCase(self.http, issue, self.model)
+        self.issue_plain = _IssueCase(self.http, plain, self.model)
 
     def close(self) -> None:
         self.http.close()
@@ -167,6 +251,18 @@ class _Calls:
     async def chat_long(self, text: str) -> None:
         await self.chat(text, [*self.long_messages, {"role": "user", "content": text}])
 
+    async def query_issue(self, text: str) -> None:
+        await self.issue.query(text)
+
+    async def chat_issue(self, text: str) -> None:
+        await self.issue.chat(text)
+
+    async def query_issue_plain(self, text: str) -> None:
+        await self.issue_plain.query(text)
+
+    async def chat_issue_plain(self, text: str) -> None:
+        await self.issue_plain.chat(text)
+
     def new_short_conversation(self) -> None:
         body = {"query": "start", "generate_topic_summary": False}
         answer = self._query(body)
@@ -199,13 +295,17 @@ _SERIES: dict[str, str] = {
     "chat_stream": "/v1/chat/completions stream, to [DONE]",
     "query_new": "/v1/query, new conversation",
     "query_new_default": "/v1/query, new conversation, default body (summary)",
-    "query_continued": "/v1/query, continued (1-9 turns)",
+    "query_continued": "/v1/query, continued (1-20 turns)",
     "chat_continued": "/v1/chat/completions, a continued query's messages",
     "chat_stream_continued": "/v1/chat/completions stream, a continued query's messages",
     "stream_new": "/v1/streaming_query, new, to end",
     "stream_continued": "/v1/streaming_query, continued, to end",
     "chat_long": "/v1/chat/completions, the long history",
     "query_long": f"/v1/query, continued ({LONG_TURNS}+ turns)",
+    "query_issue": f"/v1/query, continued (1-{_ISSUE_TURNS} turns)",
+    "chat_issue": f"/v1/chat/completions, that query's messages (1-{_ISSUE_TURNS} turns)",
+    "query_issue_plain": f"/v1/query, continued (1-{_ISSUE_TURNS} turns), plain run config",
+    "chat_issue_plain": "/v1/chat/completions, that query's messages, plain run config",
 }
 
 
@@ -221,6 +321,8 @@ async def _measure(calls: _Calls) -> dict[str, list[float]]:
     for n in range(-20, ROUNDS):  # 20 rounds of warm-up
         if n % _CONTINUED_RESTART == 0:
             calls.new_short_conversation()
+        calls.issue.begin_round(n)
+        calls.issue_plain.begin_round(n)
         shift = n % len(names)
         for name in names[shift:] + names[:shift]:
             started = loop.time()
@@ -245,6 +347,13 @@ def test_bench_query_path_against_one_model_call(
     served.mkdir()
     quiet = {"service": {"state_dir": str(served / "state"), "log_level": "warning"}}
     path = service_config(served, emulator, extra=quiet)
+    issue_dirs = (tmp_path / "issue", tmp_path / "plain")
+    issue_paths = []
+    for directory in issue_dirs:
+        directory.mkdir()
+        own = {"service": {"state_dir": str(directory / "state"), "log_level": "warning"}}
+        run_config = _plain_run_config(directory) if directory.name == "plain" else "azure.yaml"
+        issue_paths.append(service_config(directory, emulator, extra=own, run_config=run_config))
     inproc = tmp_path / "in-process"
     inproc.mkdir()
     inproc_config = service_config(inproc, emulator)
@@ -252,17 +361,27 @@ def test_bench_query_path_against_one_model_call(
         monkeypatch.setenv(key, value)
     token = emulator.access_token()
 
-    async def run(service: ServiceHandle) -> dict[str, list[float]]:
+    async def run(
+        services: tuple[ServiceHandle, ServiceHandle, ServiceHandle],
+    ) -> dict[str, list[float]]:
         library = await start_stack(load_config(inproc_config), None)
-        calls = _Calls(emulator, service, library, token)
+        calls = _Calls(emulator, services, library, token)
         try:
             return await _measure(calls)
         finally:
             calls.close()
             await library.aclose()
 
-    with start_service(path, stack_environment(emulator, served / "state")) as service:
-        samples = asyncio.run(run(service))
+    with (
+        start_service(path, stack_environment(emulator, served / "state")) as service,
+        start_service(
+            issue_paths[0], stack_environment(emulator, issue_dirs[0] / "state")
+        ) as issue,
+        start_service(
+            issue_paths[1], stack_environment(emulator, issue_dirs[1] / "state")
+        ) as plain,
+    ):
+        samples = asyncio.run(run((service, issue, plain)))
     s = {name: summarize(label, samples[name]) for name, label in _SERIES.items()}
     goals = {
         "query_new / chat": (_ratio(s["query_new"], s["chat"]), 1.3),
@@ -277,6 +396,11 @@ def test_bench_query_path_against_one_model_call(
             1.3,
         ),
         "query_long / chat_long": (_ratio(s["query_long"], s["chat_long"]), 1.3),
+        "query_issue / chat_issue (1-5 turns)": (_ratio(s["query_issue"], s["chat_issue"]), 1.3),
+        "query_issue_plain / chat_issue_plain (1-5 turns, plain run config)": (
+            _ratio(s["query_issue_plain"], s["chat_issue_plain"]),
+            1.3,
+        ),
         "chat / in_process": (_ratio(s["chat"], s["in_process"]), 1.15),
     }
     if active_backend().name == "ogx":

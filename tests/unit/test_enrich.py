@@ -111,11 +111,110 @@ def test_enrich_handles_top_level_models_and_missing_provider_config() -> None:
     assert enriched["models"][0]["model_validation"] is False
 
 
+def _storage() -> dict[str, Any]:
+    """Storage backends as a user writes them from Llama Stack's docs (no pool_pre_ping)."""
+    return {
+        "backends": {
+            "kv_default": {"type": "kv_sqlite", "db_path": "/state/kvstore.db"},
+            "sql_default": {"type": "sql_sqlite", "db_path": "/state/sql_store.db"},
+            "sql_pinged": {"type": "sql_sqlite", "db_path": "/s.db", "pool_pre_ping": True},
+            "sql_pg": {"type": "sql_postgres", "host": "db"},
+        },
+        "stores": {"conversations": {"table_name": "c", "backend": "sql_default"}},
+    }
+
+
+@pytest.mark.parametrize("entra", [True, False])
+def test_enrich_turns_pool_pre_ping_off_on_sqlite_backends_that_do_not_set_it(
+    entra: bool,
+) -> None:
+    original = _run_config() | {"storage": _storage()}
+    enriched, notes = enrich_run_config(original, entra=entra)
+    backends = enriched["storage"]["backends"]
+    assert backends["sql_default"] == _storage()["backends"]["sql_default"] | {
+        "pool_pre_ping": False
+    }
+    assert backends["sql_pinged"]["pool_pre_ping"] is True  # the user's choice stays
+    assert "pool_pre_ping" not in backends["sql_pg"]  # PostgreSQL connections can go stale
+    assert "pool_pre_ping" not in backends["kv_default"]
+    assert enriched["storage"]["stores"] == _storage()["stores"]
+    assert "pool_pre_ping" not in original["storage"]["backends"]["sql_default"]  # a copy
+    assert [n for n in notes if "pool_pre_ping" in n] == [
+        "set pool_pre_ping: false on SQLite store backend sql_default: a local file's "
+        "connection cannot go stale"
+    ]
+    assert enrich_run_config(enriched, entra=entra)[0] == enriched
+
+
+def _starter_storage(db_path: str) -> dict[str, Any]:
+    """Llama Stack's starter layout: every SQL store, and a provider, on one SQLite backend."""
+    return {
+        "backends": {"sql_default": {"type": "sql_sqlite", "db_path": db_path}},
+        "stores": {
+            "inference": {"table_name": "inference_store", "backend": "sql_default"},
+            "conversations": {"table_name": "openai_conversations", "backend": "sql_default"},
+        },
+    }
+
+
+def test_enrich_moves_a_shared_sqlite_inference_store_to_its_own_file() -> None:
+    original = _run_config() | {"storage": _starter_storage("${env.DIR:=/state}/sql_store.db")}
+    enriched, notes = enrich_run_config(original, entra=False)
+    storage = enriched["storage"]
+    assert storage["backends"]["sql_default_inference"] == {
+        "type": "sql_sqlite",
+        "db_path": "${env.DIR:=/state}/inference_store.db",
+        "pool_pre_ping": False,
+    }
+    assert storage["stores"]["inference"] == {
+        "table_name": "inference_store",
+        "backend": "sql_default_inference",
+    }
+    assert storage["stores"]["conversations"]["backend"] == "sql_default"
+    assert storage["backends"]["sql_default"]["db_path"] == "${env.DIR:=/state}/sql_store.db"
+    assert original["storage"]["stores"]["inference"]["backend"] == "sql_default"  # a copy
+    assert any("moved the inference store" in note for note in notes)
+    assert enrich_run_config(enriched, entra=False) == (enriched, [])
+
+
+def test_enrich_leaves_an_inference_store_alone_unless_it_shares_a_sqlite_file() -> None:
+    alone = _starter_storage("/state/sql_store.db")
+    del alone["stores"]["conversations"]  # nothing else on its backend
+    in_memory = _starter_storage(":memory:")
+    postgres = _starter_storage("/unused")
+    postgres["backends"]["sql_default"] = {"type": "sql_postgres", "host": "db"}
+    for storage in (alone, in_memory, postgres):
+        enriched, _ = enrich_run_config(_run_config() | {"storage": storage}, entra=False)
+        assert enriched["storage"]["stores"] == storage["stores"]
+        assert set(enriched["storage"]["backends"]) == {"sql_default"}
+
+
+def test_enrich_counts_a_provider_on_the_backend_as_sharing_it() -> None:
+    storage = _starter_storage("sql_store.db")
+    del storage["stores"]["conversations"]
+    files = {"provider_id": "f", "provider_type": "inline::localfs", "config": {}}
+    files["config"] = {"metadata_store": {"table_name": "files", "backend": "sql_default"}}
+    original = _run_config() | {"storage": storage}
+    original["providers"]["files"] = [files]
+    enriched, _ = enrich_run_config(original, entra=False)
+    assert enriched["storage"]["backends"]["sql_default_inference"]["db_path"] == (
+        "inference_store.db"
+    )
+
+
 def test_shipped_run_config_has_one_azure_provider_and_enriches_cleanly() -> None:
     run_config = load_run_config(ROOT / "run-configs" / "azure.yaml")
     assert [p["provider_id"] for p in azure_providers(run_config)] == ["azure"]
     enriched, _ = enrich_run_config(run_config, entra=True)
     assert "api_key" not in azure_providers(enriched)[0]["config"]
+    assert enriched["storage"] == run_config["storage"]  # already tuned as the enricher tunes
+
+
+@pytest.mark.parametrize("name", ["azure-postgres.yaml", "azure-entra.yaml"])
+def test_shipped_run_configs_storage_is_already_as_the_enricher_makes_it(name: str) -> None:
+    run_config = load_run_config(ROOT / "run-configs" / name)
+    enriched, _ = enrich_run_config(run_config, entra=True)
+    assert enriched["storage"] == run_config["storage"]
 
 
 _names = st.text(alphabet="abcdefghij-", min_size=1, max_size=6)

@@ -121,6 +121,16 @@ class StackClient(Protocol):
         """
         ...
 
+    async def create_conversation_with_items(
+        self,
+        metadata: Mapping[str, str],
+        items: list[JSON],
+        conversation_id: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """``create_conversation`` with ``items``: its id and the ids of the items as stored,
+        oldest first, where the client writes them itself (library mode); else no ids."""
+        ...
+
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """One conversation (``NotFoundError`` if unknown)."""
         ...

@@ -68,6 +68,16 @@ class DirectConversations:
     ) -> str:
         """A new conversation with ``items``, in one transaction; its id (``conversation_id``
         when given)."""
+        created, _ = await self.create_with_item_ids(metadata, items, conversation_id)
+        return created
+
+    async def create_with_item_ids(
+        self,
+        metadata: Mapping[str, str],
+        items: list[JSON] | None,
+        conversation_id: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """``create``, and the ids of the items written, oldest first."""
         request = self._api.CreateConversationRequest(metadata=dict(metadata), items=items)
         conversation_id = conversation_id or new_conversation_id()
         created_at = int(time.time())
@@ -77,7 +87,7 @@ class DirectConversations:
         if records:
             writes.append((self._items_table, records))
         await self._lane.insert(writes)
-        return conversation_id
+        return conversation_id, [str(record["id"]) for record in records]
 
     async def _item_records(
         self, conversation_id: str, items: Sequence[Any], created_at: int

@@ -175,6 +175,15 @@ class LlamaStackClientAdapter(ErrorBoundary):
             )
         return str(conversation.id)
 
+    async def create_conversation_with_items(
+        self,
+        metadata: Mapping[str, str],
+        items: list[JSON],
+        conversation_id: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """See ``StackClient``: no ids (nothing caches this backend's items)."""
+        return await self.create_conversation(metadata, items, conversation_id), []
+
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
         with self._translated():

@@ -16,6 +16,13 @@ pydantic model that is dumped right back. Here:
 - ``items`` reads the rows and sorts them the way ``list_items`` does, without the per-item
   validation (the stored dicts are what its models dumped) and without its existence check
   (``open_with_history`` checks the conversation concurrently and fails first).
+- Its items table has no index but its primary key (the item id), so reading one
+  conversation's items scans every item of every conversation: 1.3 ms at 10,000 items and
+  14 ms at 100,000 (SQLite, measured), a cost that grows with the store, not the conversation.
+  Before its first read this adds one, ``CREATE INDEX IF NOT EXISTS`` on ``(conversation_id,
+  created_at)`` (``ITEMS_INDEX``): additive, ignored by Llama Stack, and kept by the database
+  for every later start. Best effort: if it cannot be created (another replica creating it at
+  the same moment), reads work as before, only slower.
 
 0.7.3 is the last release under that name, so its table layout will not move under this code;
 OGX already writes a call's items in one insert and pages its reads in SQL.
@@ -23,16 +30,25 @@ OGX already writes a call's items in one insert and pages its reads in SQL.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
 from llama_entra.backends.base import JSON
 from llama_entra.backends.direct import DirectConversations, ItemPage
 
-__all__ = ["ITEMS_TABLE", "LlamaStackDirectConversations"]
+__all__ = ["ITEMS_INDEX", "ITEMS_TABLE", "LlamaStackDirectConversations"]
 
+logger = logging.getLogger(__name__)
 ITEMS_TABLE = "conversation_items"
+ITEMS_INDEX = "llama_entra_conversation_items_by_conversation"
+_CREATE_INDEX = (
+    f"CREATE INDEX IF NOT EXISTS {ITEMS_INDEX} ON {ITEMS_TABLE} (conversation_id, created_at)"
+)
 
 
 class LlamaStackDirectConversations(DirectConversations):
@@ -40,6 +56,21 @@ class LlamaStackDirectConversations(DirectConversations):
 
     def __init__(self, impl: Any, api: Any) -> None:
         super().__init__(impl, api, ITEMS_TABLE)
+        self._indexed = False
+
+    async def ensure_index(self) -> None:
+        """Index the items table by conversation, once per process (see the module docstring)."""
+        if self._indexed:
+            return
+        self._indexed = True  # best effort: tried once, whatever the outcome
+
+        def create(connection: Connection) -> None:
+            connection.exec_driver_sql(_CREATE_INDEX)
+
+        try:
+            await self._lane.run(create)
+        except SQLAlchemyError as exc:
+            logger.warning("could not index %s by conversation: %s", ITEMS_TABLE, exc)
 
     async def _item_records(
         self, conversation_id: str, items: Sequence[Any], created_at: int
@@ -72,6 +103,7 @@ class LlamaStackDirectConversations(DirectConversations):
     ) -> ItemPage:
         """Items as stored, sorted by ``created_at`` like ``list_items`` (``after`` ignored, as
         there)."""
+        await self.ensure_index()
         where = {"conversation_id": conversation_id}
         rows = (await self._lane.fetch_all(table=ITEMS_TABLE, where=where)).data
         rows.sort(key=lambda row: row["created_at"], reverse=order != "asc")

@@ -204,6 +204,21 @@ class OgxClientAdapter(ErrorBoundary):
         conversation = await self._call(lambda: create(metadata=dict(metadata or {}), **extra))
         return str(conversation.id)
 
+    async def create_conversation_with_items(
+        self,
+        metadata: Mapping[str, str],
+        items: list[JSON],
+        conversation_id: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """See ``StackClient``."""
+        if self._direct is None:
+            return await self.create_conversation(metadata, items, conversation_id), []
+        direct = self._direct
+        created: tuple[str, list[str]] = await self._call(
+            lambda: direct.create_with_item_ids(metadata, items, conversation_id)
+        )
+        return created
+
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         """See ``StackClient``."""
         if self._direct is not None:

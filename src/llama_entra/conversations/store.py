@@ -85,17 +85,23 @@ class ConversationStore:
     ) -> str:
         """A new conversation of ``owner`` holding its first turn: one Llama Stack call (one
         transaction in library mode), under ``conversation_id`` when given (``reserve_id``),
-        then its index row. A conversation that fails to be written is not indexed.
+        then its index row. A conversation that fails to be written is not indexed. Where the
+        history cache applies, the new history is cached with its items' ids
+        (``history_cache``): its first continued question is then confirmed with one small
+        read instead of read in full.
 
         Not concurrently: with SQLite (the default) both writes run on the event loop without
         waiting (``sqlite_runner``), and two tasks would only add loop turns between them.
         """
         items = _turn_items(question, answer)
+        client = self.client
         conversation_id = conversation_id or self.reserve_id()
-        conversation_id = await self.client.create_conversation(
+        conversation_id, ids = await client.create_conversation_with_items(
             {OWNER_KEY: owner}, items, conversation_id
         )
         await self.index.add(conversation_id, owner, turn.started_at, first_turn=turn)
+        if client.strict_item_order and len(ids) == len(items):
+            self.cache.put(conversation_id, owner, _turn_messages(question, answer), ids)
         return conversation_id
 
     async def open(self, raw_id: str, owner: str, *, in_path: bool = False) -> str:
@@ -192,11 +198,7 @@ class ConversationStore:
         items = _turn_items(question, answer)
         ids = await self.client.add_conversation_items(conversation_id, items)
         if seen is not None:
-            messages = [
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": answer},
-            ]
-            self.cache.extend(conversation_id, seen, messages, ids)
+            self.cache.extend(conversation_id, seen, _turn_messages(question, answer), ids)
         await self.index.add_turn(conversation_id, turn)
 
     async def listed(self, owner: str) -> list[IndexedConversation]:
@@ -278,6 +280,11 @@ def _turn_items(question: str, answer: str) -> list[JSON]:
         {"type": "message", "role": "user", "content": question},
         {"type": "message", "role": "assistant", "content": answer},
     ]
+
+
+def _turn_messages(question: str, answer: str) -> list[dict[str, str]]:
+    """A turn as chat messages, as ``_history`` rebuilds it from the turn's items."""
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
 def _text(item: JSON) -> str:

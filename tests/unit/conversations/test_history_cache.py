@@ -32,6 +32,7 @@ class _Store:
         self.strict_item_order = strict
         self.chooses_conversation_ids = False
         self.failing_create: Exception | None = None
+        self.reports_ids = True  # library mode; a server's create reports no item ids
         self.gone_is_empty = gone_is_empty  # a store-level read (OGX) sees no items, no error
         self.items: dict[str, list[dict[str, Any]]] = {}
         self.metadata: dict[str, dict[str, str]] = {}
@@ -60,6 +61,16 @@ class _Store:
         for item in items or []:
             self.append(conversation_id, item["role"], item["content"])
         return conversation_id
+
+    async def create_conversation_with_items(
+        self,
+        metadata: Mapping[str, str],
+        items: list[dict[str, Any]],
+        conversation_id: str | None = None,
+    ) -> tuple[str, list[str]]:
+        conversation_id = await self.create_conversation(metadata, items, conversation_id)
+        ids = [item["id"] for item in self.items[conversation_id]]
+        return conversation_id, ids if self.reports_ids else []
 
     async def retrieve_conversation(self, conversation_id: str) -> ConversationRecord:
         self.calls.append("retrieve")
@@ -132,12 +143,34 @@ async def _started(store: _Store) -> ConversationStore:
 
 async def test_store_reads_a_history_once_then_confirms_it_with_one_small_read() -> None:
     store = _Store()
+    store.reports_ids = False  # created elsewhere than in library mode: not cached yet
     conversations = await _started(store)
     assert await _turn(conversations, "q2") == ["q1", "re q1"]
     assert store.calls == ["create", "items", "add"]  # the owner from the index
     store.calls.clear()
     assert await _turn(conversations, "q3") == ["q1", "re q1", "q2", "re q2"]
     assert store.calls == ["newest", "add"]  # no metadata, no full read
+
+
+async def test_store_caches_a_conversation_it_created_with_its_first_turn() -> None:
+    store = _Store()
+    conversations = await _started(store)
+    assert len(conversations.cache) == 1
+    assert await _turn(conversations, "q2") == ["q1", "re q1"]
+    assert store.calls == ["create", "newest", "add"]  # confirmed, never read in full
+    store.calls.clear()
+    assert await _turn(conversations, "q3") == ["q1", "re q1", "q2", "re q2"]
+    assert store.calls == ["newest", "add"]
+
+
+async def test_store_reads_a_created_conversation_again_when_another_writer_appended() -> None:
+    store = _Store()
+    conversations = await _started(store)
+    store.append(_CONVERSATION, "user", "from b")  # before our first continued question
+    store.append(_CONVERSATION, "assistant", "re from b")
+    store.calls.clear()
+    assert await _turn(conversations, "q2") == ["q1", "re q1", "from b", "re from b"]
+    assert store.calls == ["newest", "items", "add"]
 
 
 async def test_store_reads_again_when_another_writer_appended() -> None:
@@ -190,6 +223,7 @@ async def test_store_keeps_another_callers_conversation_hidden_from_the_cache_to
 async def test_store_without_strict_item_order_never_caches() -> None:
     store = _Store(strict=False)
     conversations = await _started(store)
+    assert len(conversations.cache) == 0
     await _turn(conversations, "q2")
     store.calls.clear()
     await _turn(conversations, "q3")
