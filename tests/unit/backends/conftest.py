@@ -7,6 +7,14 @@ skipped at run time.
 
 from llama_entra.backends import active_backend
 
-_OWN_TESTS = {"llama-stack": "test_llama_stack_backend.py", "ogx": "test_ogx_backend.py"}
+_OWN_TESTS = {
+    "llama-stack": ["test_llama_stack_backend.py", "test_llama_stack_direct.py"],
+    "ogx": ["test_ogx_backend.py"],
+}
 
-collect_ignore = [name for backend, name in _OWN_TESTS.items() if backend != active_backend().name]
+collect_ignore = [
+    name
+    for backend, names in _OWN_TESTS.items()
+    if backend != active_backend().name
+    for name in names
+]

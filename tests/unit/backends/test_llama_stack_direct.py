@@ -14,12 +14,6 @@ from typing import Any
 
 import pytest
 
-from llama_entra.backends import active_backend
-
-pytestmark = pytest.mark.skipif(
-    active_backend().name != "llama-stack", reason="llama-stack 0.7.3's items table"
-)
-
 
 async def _direct(path: Path) -> Any:
     """The class under test on a store laid out as 0.7.3's conversation service lays it out."""
