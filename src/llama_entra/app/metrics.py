@@ -28,30 +28,33 @@ class _HolderCollector(Collector):
         self.holder = holder
 
     def collect(self) -> Iterator[Metric]:
-        retries = CounterMetricFamily(
-            "llama_entra_azure_unauthorized_retries",
-            "Calls retried with a fresh Entra ID token after Azure OpenAI answered 401",
-        )
-        retries.add_metric([], float(self.holder.unauthorized_retries))
-        yield retries
-        denied = CounterMetricFamily(
-            "llama_entra_azure_permission_denied",
-            "Calls Azure OpenAI refused with PermissionDenied (the identity lacks a role)",
-        )
-        denied.add_metric([], float(self.holder.permission.count))
-        yield denied
-        throttled = CounterMetricFamily(
-            "llama_entra_azure_rate_limit_retries",
-            "Calls made to Azure OpenAI again after its 429 and the wait it asked for",
-        )
-        throttled.add_metric([], float(self.holder.rate_limit.retries))
-        yield throttled
-        passed_on = CounterMetricFamily(
-            "llama_entra_azure_rate_limited",
-            "Azure OpenAI 429s answered to callers (retries used up, or a wait over the budget)",
-        )
-        passed_on.add_metric([], float(self.holder.rate_limit.passed_on))
-        yield passed_on
+        holder = self.holder
+        for name, text, value in (
+            (
+                "llama_entra_azure_unauthorized_retries",
+                "Calls retried with a fresh Entra ID token after Azure OpenAI answered 401",
+                holder.unauthorized_retries,
+            ),
+            (
+                "llama_entra_azure_permission_denied",
+                "Calls Azure OpenAI refused with PermissionDenied (the identity lacks a role)",
+                holder.permission.count,
+            ),
+            (
+                "llama_entra_azure_rate_limit_retries",
+                "Calls made to Azure OpenAI again after its 429 and the wait it asked for",
+                holder.rate_limit.retries,
+            ),
+            (
+                "llama_entra_azure_rate_limited",
+                "Azure OpenAI 429s answered to callers "
+                "(retries used up, or a wait over the budget)",
+                holder.rate_limit.passed_on,
+            ),
+        ):
+            family = CounterMetricFamily(name, text)
+            family.add_metric([], float(value))
+            yield family
         yield from self._deployments()
 
     def _deployments(self) -> Iterator[Metric]:
