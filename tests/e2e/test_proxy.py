@@ -10,50 +10,14 @@ import gzip
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from llama_entra.config import LlamaEntraConfig
-from llama_entra.proxy import create_proxy_app
 from support.emulator import EmulatorHandle
 from support.metrics import metric
-from support.servers import run_uvicorn
-
-ProxyFactory = Callable[..., AbstractContextManager[str]]
-
-
-@pytest.fixture
-def proxy(fresh_emulator: EmulatorHandle) -> ProxyFactory:
-    """Start a proxy for the emulator's demo identity (``**changes`` go to ``proxy:``)."""
-
-    @contextmanager
-    def start(**changes: Any) -> Iterator[str]:
-        config = LlamaEntraConfig.model_validate(
-            {
-                "azure_entra_id": {
-                    "tenant_id": fresh_emulator.tenant_id,
-                    "client_id": fresh_emulator.client_id,
-                    "client_secret": fresh_emulator.client_secret,
-                    "authority_host": fresh_emulator.url,
-                    "ca_bundle": str(fresh_emulator.ca_path),
-                    "timeout_seconds": 5,
-                },
-                "proxy": {
-                    "upstream": fresh_emulator.azure_base_url,
-                    "ca_bundle": str(fresh_emulator.ca_path),
-                    **changes,
-                },
-            }
-        )
-        with run_uvicorn(create_proxy_app(config)) as url:
-            yield url
-
-    return start
+from support.proxy import ProxyFactory
 
 
 def _openai(url: str, api_key: str = "caller-key") -> openai.OpenAI:

@@ -85,6 +85,11 @@ class EmulatorHandle:
         """Pause before the first streamed chunk, as a model does before its first token."""
         self._post("/faults", {"first_chunk_delay": seconds})
 
+    def break_streams_after(self, chunks: int) -> None:
+        """Drop every streamed completion's connection after ``chunks`` content chunks (until
+        ``reset``)."""
+        self._post("/faults", {"break_streams_after": chunks})
+
     def revoke_all_tokens(self) -> None:
         """Every token issued so far is rejected by Azure OpenAI from now on."""
         self._post("/revoke")

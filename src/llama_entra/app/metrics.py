@@ -8,13 +8,13 @@ Labels never carry a token, key or principal.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from llama_entra.azure.metrics import deployment_families
 from llama_entra.entra.metrics import LATENCY_BUCKETS, register_token_metrics
 from llama_entra.stack import ClientHolder
 
@@ -55,34 +55,7 @@ class _HolderCollector(Collector):
             family = CounterMetricFamily(name, text)
             family.add_metric([], float(value))
             yield family
-        yield from self._deployments()
-
-    def _deployments(self) -> Iterator[Metric]:
-        """Per Azure OpenAI resource of a model on several (``azure_entra_id.endpoints``)."""
-        labels = ["provider", "resource"]  # resource: its base URL
-        families = {
-            name: CounterMetricFamily(f"llama_entra_azure_deployment_{name}", text, labels=labels)
-            for name, text in (
-                ("calls", "Calls sent to the resource"),
-                ("throttled", "Calls the resource answered 429 (it then cools down)"),
-                ("unavailable", "Calls refused (no connection, or 503) before any output"),
-                ("failovers", "Calls moved from the resource to the next one"),
-            )
-        }
-        cooling = GaugeMetricFamily(
-            "llama_entra_azure_deployment_cooling",
-            "1 while the resource cools down and gets no calls",
-            labels=labels,
-        )
-        now = time.monotonic()
-        for provider, pool in self.holder.resources.pools.items():
-            for deployment in pool.deployments:
-                key = [provider, deployment.base_url]
-                for name, family in families.items():
-                    family.add_metric(key, float(getattr(deployment, name)))
-                cooling.add_metric(key, 1.0 if deployment.cooling(now) else 0.0)
-        yield from families.values()
-        yield cooling
+        yield from deployment_families(self.holder.resources.pools)
 
 
 class ServiceMetrics:

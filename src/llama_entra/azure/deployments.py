@@ -87,8 +87,13 @@ class DeploymentPool:
             ready = ready[start:] + ready[:start]
         return ready
 
-    async def call[T](self, send: Callable[[str], Awaitable[T]]) -> T:
-        """``send(base_url)`` on the first resource that serves it (module docstring)."""
+    async def call[T](self, send: Callable[[str], Awaitable[T]], *, failover: bool = True) -> T:
+        """``send(base_url)`` on the first resource that serves it (module docstring).
+
+        ``failover=False`` is for a request that cannot be sent twice (a body streamed through
+        the proxy): the first resource not cooling down gets it, and cools down as usual if it
+        refuses, but the refusal goes to the caller.
+        """
         tried: Deployment | None = None
         for deployment in self.order():
             if tried is not None:
@@ -102,6 +107,8 @@ class DeploymentPool:
                 if not moves_elsewhere(exc):
                     raise
                 self._cool_down(deployment, exc)
+                if not failover:
+                    raise
                 continue
             deployment.failures_in_a_row = 0
             return result

@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from llama_entra.config.base import StrictModel
+from llama_entra.config.entra import AzureDeployments
 
 __all__ = [
     "ConversationIndexConfig",
@@ -118,6 +119,11 @@ class ProxyConfig(StrictModel):
     upstream: str | None = Field(
         None, description="Azure OpenAI base URL, e.g. https://RESOURCE.openai.azure.com/openai/v1"
     )
+    upstreams: AzureDeployments | None = Field(
+        None,
+        description="Several Azure OpenAI resources with the same deployments (upstream, when "
+        "set and not listed, comes first): failover on 429, refused connections and 503.",
+    )
     host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
     port: int = Field(8081, ge=0, le=65535, description="TCP port.")
     connect_timeout_seconds: float = Field(10.0, gt=0, description="Upstream connect timeout.")
@@ -148,6 +154,24 @@ class ProxyConfig(StrictModel):
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams_are_http_urls(cls, value: AzureDeployments | None) -> AzureDeployments | None:
+        if value is None:
+            return None
+        for url in value.base_urls:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"base_urls: {url!r} is not an http(s) URL")
+        urls = [url.rstrip("/") for url in value.base_urls]
+        return value.model_copy(update={"base_urls": urls})
+
+    def upstream_urls(self) -> list[str]:
+        """Every upstream base URL in order: ``upstream`` first unless ``upstreams`` lists it."""
+        listed = list(self.upstreams.base_urls) if self.upstreams is not None else []
+        if self.upstream is not None and self.upstream not in listed:
+            listed.insert(0, self.upstream)
+        return listed
 
 
 class PostgresConfig(StrictModel):

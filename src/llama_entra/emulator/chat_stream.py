@@ -11,6 +11,9 @@ In order, as Azure sends them with its default content filter:
    ``delta``, and ``content_filter_results`` naming the category;
 5. the usage chunk (``choices: []``) when ``stream_options.include_usage`` asked for it;
 6. ``data: [DONE]``.
+
+With the fault ``break_streams_after: N`` the connection drops after N content chunks, with no
+end, as when a network or a resource fails mid-answer.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from typing import Any
 from llama_entra.emulator.content_filter import completion_results, prompt_filter_results
 from llama_entra.emulator.state import EmulatorState
 
-__all__ = ["StreamedReply", "chat_stream"]
+__all__ = ["StreamBrokenError", "StreamedReply", "chat_stream"]
+
+
+class StreamBrokenError(ConnectionError):
+    """The fault ``break_streams_after``: the connection drops mid-stream, as a network can."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,8 @@ async def chat_stream(state: EmulatorState, reply: StreamedReply) -> AsyncIterat
         yield delta(opening, {})
     safe = completion_results()
     for index, word in enumerate(reply.words):
+        if index == state.faults.break_streams_after:
+            raise StreamBrokenError(f"stream dropped after {index} chunks (break_streams_after)")
         if state.faults.stream_delay:
             await asyncio.sleep(state.faults.stream_delay)
         yield delta({"content": word if index == 0 else f" {word}"}, safe)

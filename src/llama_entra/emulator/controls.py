@@ -51,6 +51,7 @@ class FaultsRequest(_Body):
     entra_down: bool | None = None
     stream_delay: float | None = Field(None, ge=0, le=60)
     first_chunk_delay: float | None = Field(None, ge=0, le=60)
+    break_streams_after: int | None = Field(None, ge=0)
     throttle_next: int | None = Field(None, ge=0)
     throttle_retry_after: float | None = Field(None, ge=0, le=86_400)
     throttle_model: str | None = Field(None, min_length=1)

@@ -74,6 +74,7 @@ class Faults:
     entra_down: bool = False
     stream_delay: float = 0.0
     first_chunk_delay: float = 0.0
+    break_streams_after: int | None = None  # content chunks sent before the connection drops
     throttle_next: int = 0
     throttle_retry_after: float = 1.0
     throttle_model: str | None = None

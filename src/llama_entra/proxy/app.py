@@ -3,11 +3,13 @@
 ``/healthz``, ``/readyz`` and ``/metrics`` are reserved and served by Starlette; every other
 path goes straight to ``forward`` as plain ASGI, past any routing or response classes, because
 the proxy's whole budget is under a millisecond. The lifespan owns one token manager (lazy: no
-Entra call at start-up) and one pooled upstream session.
+Entra call at start-up) and one pooled upstream session; with several upstreams
+(``proxy.upstreams``), the deployment pool that picks one per request.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -20,15 +22,18 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
+from llama_entra.azure import DeploymentPool
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import (
     AuthError,
+    AzureThrottledError,
     ConfigError,
     ForbiddenError,
     LlamaEntraError,
     TokenError,
     UnauthenticatedError,
+    UpstreamError,
     UpstreamUnavailableError,
 )
 from llama_entra.proxy.forward import ClientGoneError, Upstream, forward
@@ -46,7 +51,7 @@ class ProxyApp:
     """The proxy: reserved paths to Starlette, everything else forwarded upstream."""
 
     def __init__(self, config: LlamaEntraConfig, tokens: TokenManager | None = None) -> None:
-        if not config.proxy.upstream:
+        if not config.proxy.upstream_urls():
             raise ConfigError("the proxy needs an upstream Azure OpenAI URL", key="proxy.upstream")
         if config.azure_entra_id is None and tokens is None:
             raise ConfigError("the proxy needs an Entra ID identity", key="azure_entra_id")
@@ -107,13 +112,19 @@ class ProxyApp:
             self.metrics.attach(manager)
             session = upstream_session(config.proxy)
             stack.push_async_callback(session.close)
-            assert config.proxy.upstream is not None  # noqa: S101 - checked in __init__
+            urls = config.proxy.upstream_urls()
+            pool = None
+            if len(urls) > 1:
+                strategy = config.proxy.upstreams.strategy if config.proxy.upstreams else "priority"
+                pool = DeploymentPool(urls, strategy)
+                self.metrics.attach_pool(pool)
             self._upstream = Upstream(
                 session=session,
                 tokens=manager,
-                url=yarl.URL(config.proxy.upstream),
+                url=yarl.URL(urls[0]),
                 replay_limit_bytes=config.proxy.replay_limit_bytes,
                 metrics=self.metrics,
+                pool=pool,
             )
             self._authenticator = authenticator
             yield
@@ -126,7 +137,12 @@ class ProxyApp:
         except TokenError as exc:
             return _error(503, "Entra ID token unavailable", exc.cause)
         status = manager.status()
-        return JSONResponse({"ready": True, "expires_in_seconds": status.expires_in_seconds})
+        body: dict[str, object] = {"ready": True, "expires_in_seconds": status.expires_in_seconds}
+        if self._upstream.pool is not None:
+            # Ready while any upstream cools down: requests go to the others or get 429 with
+            # the soonest wait, and only time (not a restart) ends a cool-down.
+            body["upstreams"] = _upstream_states(self._upstream.pool)
+        return JSONResponse(body)
 
     async def _metrics(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -147,8 +163,29 @@ def _error(
     return JSONResponse({"detail": {"response": response, "cause": cause}}, status, headers)
 
 
+def _upstream_states(pool: DeploymentPool) -> list[dict[str, object]]:
+    now = time.monotonic()
+    return [
+        {
+            "url": deployment.base_url,
+            "cooling_down_seconds": round(max(0.0, deployment.cooling_until - now), 1),
+        }
+        for deployment in pool.deployments
+    ]
+
+
+def _azure_answer(exc: UpstreamError, status: int) -> Response:
+    """Azure's own error shape (what an OpenAI or Azure SDK reads), with its headers."""
+    error = dict(exc.azure_error) or {"code": str(status), "message": str(exc)}
+    return JSONResponse({"error": error}, status, dict(exc.headers))
+
+
 def _answer(exc: LlamaEntraError) -> Response:
     match exc:
+        case AzureThrottledError():
+            return _azure_answer(exc, 429)
+        case UpstreamError(status=503):
+            return _azure_answer(exc, 503)
         case TokenError():
             return _error(503, "Entra ID token unavailable", exc.cause, {"Retry-After": "5"})
         case UnauthenticatedError():

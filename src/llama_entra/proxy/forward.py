@@ -8,6 +8,12 @@ stays gzip and SSE chunks go out as the upstream sends them. A request body up t
 ``replay_limit_bytes`` is buffered, which lets an upstream 401 be retried once with a fresh
 token; larger bodies stream up without a retry. A caller that hangs up mid-stream stops the
 relay and frees the upstream connection at once.
+
+With several upstreams (``Upstream.pool``) a buffered request moves to the next upstream when
+one answers 429 or 503 or refuses the connection (``llama_entra.azure.deployments``), always
+before anything was relayed: once the status line is sent, the answer is the caller's. A
+request whose outcome is unknown (a timeout or a connection lost after it was sent) never
+moves: it may have been served and billed.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import yarl
 from pydantic import SecretStr
 from starlette.types import Message, Receive, Scope, Send
 
+from llama_entra.azure import DeploymentPool
 from llama_entra.entra import TokenManager
-from llama_entra.errors import UpstreamError, UpstreamUnavailableError
+from llama_entra.errors import AzureUnreachableError, UpstreamError, UpstreamUnavailableError
 from llama_entra.proxy.metrics import ProxyMetrics
+from llama_entra.proxy.refusals import raise_if_refused
 from llama_entra.proxy.upstream import upstream_url
 from llama_entra.telemetry import spans
 
@@ -61,9 +69,10 @@ class Upstream:
 
     session: aiohttp.ClientSession
     tokens: TokenManager
-    url: yarl.URL
+    url: yarl.URL  # the only upstream, or the first of ``pool``
     replay_limit_bytes: int
     metrics: ProxyMetrics
+    pool: DeploymentPool | None = None  # several upstreams (``proxy.upstreams``)
 
 
 class ClientGoneError(Exception):
@@ -126,9 +135,9 @@ async def forward(scope: Scope, receive: Receive, send: Send, upstream: Upstream
     ``UpstreamUnavailableError`` (504), ``TokenError`` or ``ClientGoneError`` before anything
     was sent; after the status line, an upstream failure just ends the body early.
     """
-    url = upstream_url(
-        upstream.url, scope.get("raw_path") or scope["path"].encode(), scope["query_string"]
-    )
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope["query_string"]
+    upstream_url(upstream.url, path, query)  # a path that is not ASCII fails before the body
     raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
     headers = _request_headers(raw_headers)
     found = dict(raw_headers)
@@ -146,8 +155,36 @@ async def forward(scope: Scope, receive: Receive, send: Send, upstream: Upstream
         body = upstream.metrics.count(_body_stream(receive, body_read), "upstream")
     if declared.isdigit():
         headers.append(("content-length", declared))
-
     method: str = scope["method"]
+
+    async def send_to(base: yarl.URL) -> aiohttp.ClientResponse:
+        url = upstream_url(base, path, query)
+        return await _send_with_token(upstream, method, url, headers, body, replayable)
+
+    if upstream.pool is None:
+        response = await send_to(upstream.url)
+    else:
+
+        async def served_at(base_url: str) -> aiohttp.ClientResponse:
+            return await raise_if_refused(await send_to(yarl.URL(base_url)))
+
+        response = await upstream.pool.call(served_at, failover=replayable)
+    try:
+        await _relay(response, receive, send, body_read, upstream.metrics)
+    finally:
+        response.release()
+    return response.status
+
+
+async def _send_with_token(
+    upstream: Upstream,
+    method: str,
+    url: yarl.URL,
+    headers: list[tuple[str, str]],
+    body: bytes | AsyncIterator[bytes] | None,
+    replayable: bool,
+) -> aiohttp.ClientResponse:
+    """Send with the held Entra token; a 401 is sent again once with a fresh one (if it can)."""
     token = await upstream.tokens.token()
     response = await _send(upstream.session, method, url, headers, body, token)
     if response.status == 401 and replayable:
@@ -158,11 +195,7 @@ async def forward(scope: Scope, receive: Receive, send: Send, upstream: Upstream
             upstream.tokens.invalidate(token)
             token = await upstream.tokens.token()
             response = await _send(upstream.session, method, url, headers, body, token)
-    try:
-        await _relay(response, receive, send, body_read, upstream.metrics)
-    finally:
-        response.release()
-    return response.status
+    return response
 
 
 async def _send(
@@ -178,6 +211,9 @@ async def _send(
         return await session.request(
             method, url, headers=outgoing, data=body, allow_redirects=False
         )
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        # No connection: the request was never sent, so another upstream may have it.
+        raise AzureUnreachableError(f"Azure OpenAI is unreachable ({url.host})") from exc
     except TimeoutError as exc:
         raise UpstreamUnavailableError(f"Azure OpenAI did not answer in time ({url.host})") from exc
     except aiohttp.ClientError as exc:

@@ -106,3 +106,14 @@ def test_an_outcome_that_may_have_been_served_is_never_sent_elsewhere(error: Exc
     with pytest.raises(UpstreamError):
         _call(pool, azure)
     assert azure.sent == [A]
+
+
+def test_without_failover_the_refusal_goes_to_the_caller_and_still_cools_down() -> None:
+    clock = Clock()
+    pool = DeploymentPool([A, B], clock=clock)
+    azure = Azure(a=AzureThrottledError("busy", retry_after=5))
+    with pytest.raises(AzureThrottledError) as caught:
+        asyncio.run(pool.call(azure.send, failover=False))
+    assert caught.value.retry_after == 5  # Azure's own answer, not the pool's
+    assert azure.sent == [A]
+    assert asyncio.run(pool.call(azure.send, failover=False)) == "b"  # A cools down

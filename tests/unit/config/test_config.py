@@ -110,3 +110,17 @@ def test_parse_config_empty_optional_values_mean_unset(monkeypatch: pytest.Monke
     assert entra.ca_bundle is None
     with pytest.raises(ConfigError, match="certificate_path"):
         parse_config({"azure_entra_id": {**raw["azure_entra_id"], "credential": "certificate"}})
+
+
+def test_proxy_upstreams_order_and_checks() -> None:
+    east, west = (
+        "https://east.openai.azure.com/openai/v1",
+        "https://west.openai.azure.com/openai/v1",
+    )
+    listed = {"upstream": east, "upstreams": {"base_urls": [west, east + "/"]}}
+    assert parse_config({"proxy": listed}).proxy.upstream_urls() == [west, east]
+    prepended = {"upstream": east, "upstreams": {"base_urls": [west]}}
+    assert parse_config({"proxy": prepended}).proxy.upstream_urls() == [east, west]
+    assert parse_config({}).proxy.upstream_urls() == []
+    with pytest.raises(ConfigError, match="not an http"):
+        parse_config({"proxy": {"upstreams": {"base_urls": ["east.openai.azure.com"]}}})
