@@ -7,6 +7,7 @@ tenant. The service picks a resource per call and sends its base URL in the prov
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -175,6 +176,45 @@ def test_service_mode_spills_over_through_the_servers_resource_providers(
     assert streamed.status_code == 200
     assert _ok(emulator, f"norway/{model}") == 2  # the first resource still cools down
     emulator.reset()
+
+
+def _broken_stream(service: ServiceHandle, emulator: EmulatorHandle) -> str:
+    """A streamed query whose Azure stream drops after two chunks: what the caller received."""
+    emulator.break_streams_after(2)
+    body = {"query": "a long streamed answer", "generate_topic_summary": False}
+    try:
+        with httpx.stream(
+            "POST", f"{service.url}/v1/streaming_query", json=body, timeout=60
+        ) as reply:
+            assert reply.status_code == 200
+            return "".join(reply.iter_text())
+    finally:
+        emulator.reset()
+
+
+def test_no_failover_once_a_stream_has_sent_its_first_chunk(
+    priority: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    events = [
+        json.loads(line[5:])
+        for line in _broken_stream(priority, emulator).splitlines()
+        if line.startswith("data:")
+    ]
+    assert [e["event"] for e in events] == ["start", "token", "token", "error"]
+    assert events[-1]["data"]["status_code"] == 502
+    calls = emulator.azure_calls(f"sweden/{model}")
+    assert sum(calls.values()) == 0  # never re-sent: the first resource may have billed it
+
+
+def test_service_mode_no_failover_once_a_stream_has_sent_its_first_chunk(
+    service_mode: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    received = _broken_stream(service_mode, emulator)
+    assert '"event": "token"' in received
+    assert '"event": "error"' in received
+    assert sum(emulator.azure_calls(f"norway/{model}").values()) == 0
 
 
 def test_emulator_limits_a_named_resource_on_its_own(fresh_emulator: EmulatorHandle) -> None:
