@@ -10,17 +10,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
+import openai
 import pytest
+import yaml
 
 from support.emulator import EmulatorHandle
 from support.metrics import metric
 from support.service import (
+    ROOT,
     ServiceHandle,
+    entra_identity_environment,
     free_port,
     service_config,
     stack_environment,
+    start_llama_stack,
     start_service,
     start_service_mode,
 )
@@ -74,6 +80,23 @@ def service_mode(
     entra = {"endpoints": {"azure": {"strategy": "priority", "base_urls": urls}}}
     with start_service_mode(emulator, directory, entra=entra) as handle:
         yield handle
+
+
+@pytest.fixture(scope="module")
+def provider_server(
+    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceHandle]:
+    """A Llama Stack server whose remote::azure-entra provider lists two resources itself."""
+    directory = tmp_path_factory.mktemp("deployments-provider")
+    run_config = yaml.safe_load((ROOT / "run-configs" / "azure-entra.yaml").read_text())
+    (azure,) = run_config["providers"]["inference"]
+    urls = [emulator.azure_base_url, _resource(emulator, "finland")]
+    azure["config"]["endpoints"] = {"strategy": "priority", "base_urls": urls}
+    path = directory / "run.yaml"
+    path.write_text(yaml.safe_dump(run_config))
+    env = stack_environment(emulator, directory / "state") | entra_identity_environment(emulator)
+    with start_llama_stack(None, env, run_config=path, log_dir=directory) as server:
+        yield server
 
 
 def _query(service: ServiceHandle, text: str) -> httpx.Response:
@@ -175,6 +198,24 @@ def test_service_mode_spills_over_through_the_servers_resource_providers(
     )
     assert streamed.status_code == 200
     assert _ok(emulator, f"norway/{model}") == 2  # the first resource still cools down
+    emulator.reset()
+
+
+def test_the_provider_spills_over_on_its_own_list(
+    provider_server: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, model = fresh_emulator, fresh_emulator.model
+    client = openai.OpenAI(base_url=f"{provider_server.url}/v1", api_key="none", max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "through the provider"}]
+    emulator.throttle_next(1, retry_after=60, model=model)
+    answer = client.chat.completions.create(model=f"azure/{model}", messages=messages)
+    assert answer.choices[0].message.content == "You said: through the provider"
+    assert emulator.azure_calls(model)["throttled"] == 1
+    assert _ok(emulator, f"finland/{model}") == 1
+    stream = client.chat.completions.create(model=f"azure/{model}", messages=messages, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert _ok(emulator, model) == 0  # still cooling down: Azure asked for 60 s
+    assert _ok(emulator, f"finland/{model}") == 2
     emulator.reset()
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "azure_code",
     "body_message",
     "looks_like_azure_refusal",
+    "never_connected",
     "translate_common",
     "upstream_error",
 ]
@@ -114,7 +115,7 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
     if isinstance(exc, openai.APITimeoutError):  # library mode: Azure itself
         return UpstreamError("Azure OpenAI did not answer in time", status=504)
     if isinstance(exc, openai.APIConnectionError):
-        if _never_connected(exc):
+        if never_connected(exc):
             return AzureUnreachableError()
         return UpstreamError("Azure OpenAI is unreachable", status=502)
     if isinstance(exc, openai.APIStatusError):
@@ -137,7 +138,7 @@ def translate_common(exc: BaseException) -> LlamaEntraError:
     return UpstreamError(f"Llama Stack call failed: {first_line}", status=502)
 
 
-def _never_connected(exc: BaseException) -> bool:
+def never_connected(exc: BaseException) -> bool:
     """Whether the SDK's connection error is a connection that was never made (httpx's or
     httpx2's ``ConnectError``): the request was not sent."""
     cause: BaseException | None = exc.__cause__ or exc.__context__

@@ -22,6 +22,11 @@ errors with an HTTP status.
   retry policy, ``llama_entra.azure.retry``); the OpenAI SDK's own retries are off. A 429 the
   policy lets through is ``AzureThrottledError`` (``status_code`` 429, Azure's message with its
   "retry after N seconds"), marked final so that the service above does not retry it again.
+- With ``endpoints`` (several Azure OpenAI resources), one ``AsyncOpenAI`` per resource over the
+  same pooled HTTP client and token manager; ``DeploymentPool`` picks the resource per call and
+  moves it on 429, 503 or a refused connection, before any output (``llama_entra.azure``). The
+  backend's code reads ``client``, so the resource of the call in progress is a context
+  variable: each call (each task) sees its own.
 - ``shutdown()`` stops the refresh task and closes the HTTP client.
 """
 
@@ -31,20 +36,24 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import openai
 from openai import AsyncOpenAI
 
-from llama_entra.azure import RateLimitRetry, classify_azure_error
+from llama_entra.azure import DeploymentPool, RateLimitRetry, classify_azure_error
+from llama_entra.backends.upstream import never_connected
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.entra.claims import principal_of
 from llama_entra.errors import (
     AzurePermissionError,
     AzureThrottledError,
+    AzureUnreachableError,
     TokenError,
     UpstreamAuthError,
+    UpstreamError,
 )
 
 __all__ = ["PLACEHOLDER_API_KEY", "EntraAdapterMixin", "entra_errors"]
@@ -53,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 # The OpenAI SDK wants a key; the auth flow replaces it with the token on every request.
 PLACEHOLDER_API_KEY = "entra-id-token-per-request"
+# The base URL of the resource serving the call in progress (with ``endpoints``).
+_resource: ContextVar[str | None] = ContextVar("azure_entra_resource", default=None)
 
 if TYPE_CHECKING:
 
@@ -114,6 +125,23 @@ def entra_errors() -> Iterator[None]:
         ) from exc
 
 
+@contextmanager
+def refusals_that_move() -> Iterator[None]:
+    """Re-raise a refused connection and Azure's 503 as the errors that move a call elsewhere."""
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise  # it may have reached the model: never sent elsewhere
+    except openai.APIConnectionError as exc:
+        if never_connected(exc):
+            raise AzureUnreachableError() from exc
+        raise
+    except openai.InternalServerError as exc:
+        if exc.status_code == 503:
+            raise UpstreamError(str(exc), status=503) from exc
+        raise
+
+
 def _throttled(exc: openai.RateLimitError) -> AzureThrottledError:
     """Azure's 429 with its wait; the message keeps "retry after N seconds" for a server."""
     error = classify_azure_error(429, str(exc), body=exc.body, headers=exc.response.headers)
@@ -130,8 +158,14 @@ class _Session:
 
     loop: asyncio.AbstractEventLoop
     tokens: TokenManager
-    client: AsyncOpenAI
+    clients: dict[str, AsyncOpenAI]  # per resource's base URL; the first is the default
     retry: RateLimitRetry
+    pool: DeploymentPool | None  # several resources (``endpoints``)
+
+    def client(self) -> AsyncOpenAI:
+        """The client of the resource serving the call in progress (else the first)."""
+        resource = _resource.get()
+        return self.clients[resource] if resource else next(iter(self.clients.values()))
 
 
 class EntraAdapterMixin(_AdapterBase):
@@ -152,14 +186,21 @@ class EntraAdapterMixin(_AdapterBase):
         if session is not None and session.loop is loop:
             return session
         tokens = create_token_manager(self.config.azure_entra_id)
-        client = AsyncOpenAI(
-            api_key=PLACEHOLDER_API_KEY,
-            base_url=self.get_base_url(),
-            http_client=self.entra_http_client(tokens),
-            max_retries=0,  # the retry policy below is the only one
-        )
+        http_client = self.entra_http_client(tokens)
+        urls = self.config.base_urls()
+        clients = {
+            url: AsyncOpenAI(
+                api_key=PLACEHOLDER_API_KEY,
+                base_url=url,
+                http_client=http_client,
+                max_retries=0,  # the retry policy below is the only one
+            )
+            for url in urls
+        }
+        endpoints = self.config.endpoints  # more than one URL only with endpoints
+        pool = DeploymentPool(urls, endpoints.strategy) if len(urls) > 1 else None
         retry = RateLimitRetry(self.config.azure_entra_id.retries)
-        session = _Session(loop, tokens, client, retry)
+        session = _Session(loop, tokens, clients, retry, pool)
         self._entra_session = session
         await tokens.start()
         logger.info(
@@ -175,7 +216,7 @@ class EntraAdapterMixin(_AdapterBase):
         try:
             if session is not None and session.loop is asyncio.get_running_loop():
                 await session.tokens.aclose()
-                await session.client.close()
+                await session.client().close()  # the HTTP client all of them share
         finally:
             await super().shutdown()
 
@@ -185,7 +226,7 @@ class EntraAdapterMixin(_AdapterBase):
         session = self._entra_session
         if session is None:
             raise RuntimeError("remote::azure-entra has made no call on this event loop yet")
-        return session.client
+        return session.client()
 
     @property
     def token_manager(self) -> TokenManager | None:
@@ -209,7 +250,19 @@ class EntraAdapterMixin(_AdapterBase):
             with entra_errors():
                 return await call()
 
-        return await session.retry.run(attempt)
+        pool = session.pool
+        if pool is None:
+            return await session.retry.run(attempt)
+
+        async def on_resource(base_url: str) -> R:
+            current = _resource.set(base_url)
+            try:
+                with refusals_that_move():
+                    return await attempt()
+            finally:
+                _resource.reset(current)
+
+        return await session.retry.run(lambda: pool.call(on_resource))
 
     async def list_models(self) -> Any:
         """Azure's deployments only with ``refresh_models: true``; else None (no start-up call).

@@ -18,6 +18,10 @@ federated_token_file       AZURE_FEDERATED_TOKEN_FILE
 authority_host             AZURE_AUTHORITY_HOST
 =========================  ===================================
 
+``endpoints`` (``{strategy, base_urls}``, as the service's ``azure_entra_id.endpoints`` per
+provider) lists further Azure OpenAI resources with the same deployments: the adapter picks one
+per call and moves a call on 429, 503 or a refused connection (``llama_entra.azure``).
+
 ``credential`` left out is inferred the way azure-identity's ``EnvironmentCredential`` and
 ``DefaultAzureCredential`` would: a client secret -> ``client_secret``, a certificate ->
 ``certificate``, a federated token file -> ``workload_identity``, else ``default``.
@@ -34,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from llama_entra.config import AzureEntraIdConfig
+from llama_entra.config import AzureDeployments, AzureEntraIdConfig
 
 __all__ = ["ENVIRONMENT_KEYS", "EntraIdentitySettings", "identity_from_environment"]
 
@@ -64,6 +68,11 @@ def identity_from_environment(
     identity = {key: value for key, value in (raw or {}).items() if not _unset(value)}
     if "api_base" in identity:
         raise ValueError("azure_entra_id.api_base is not used by remote::azure-entra: set base_url")
+    if identity.get("endpoints"):
+        raise ValueError(
+            "azure_entra_id.endpoints is not used by remote::azure-entra: set endpoints "
+            "(strategy, base_urls) next to base_url"
+        )
     for key, variable in ENVIRONMENT_KEYS.items():
         if key not in identity and env.get(variable):
             identity[key] = env[variable]
@@ -95,6 +104,19 @@ class EntraIdentitySettings(BaseModel):
         "key left out comes from its AZURE_* variable (AZURE_TENANT_ID, AZURE_CLIENT_ID, "
         "AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST, ...).",
     )
+
+    endpoints: AzureDeployments | None = Field(
+        None,
+        description="Further Azure OpenAI resources with the same deployments ({strategy, "
+        "base_urls}; base_url comes first unless listed): failover on 429, 503 and refused "
+        "connections.",
+    )
+
+    def base_urls(self) -> list[str]:
+        """Every resource's base URL in order: ``base_url`` first unless ``endpoints`` lists it."""
+        first = str(getattr(self, "base_url", "")).rstrip("/")
+        listed = [url.rstrip("/") for url in self.endpoints.base_urls] if self.endpoints else []
+        return listed if first in listed else [first, *listed]
 
     @field_validator("azure_entra_id", mode="before")
     @classmethod

@@ -8,10 +8,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from pydantic import SecretStr
 
 from llama_entra.backends import active_backend
 from llama_entra.backends.upstream import upstream_error
+from llama_entra.config import AzureRetryPolicy
 from llama_entra.errors import (
+    AzureThrottledError,
     TokenRejectedError,
     TokenUnavailableError,
     UpstreamAuthError,
@@ -23,7 +26,7 @@ from llama_entra.provider.adapter import entra_errors
 _REQUEST = httpx.Request("POST", "https://azure.test/openai/v1/chat/completions")
 
 
-def _config() -> Any:
+def _config(**extra: Any) -> Any:
     dotted = get_provider_spec().config_class
     module, _, name = dotted.rpartition(".")
     config_class = getattr(importlib.import_module(module), name)
@@ -35,6 +38,7 @@ def _config() -> Any:
             "client_secret": "s3cr3t",
             "authority_host": "https://127.0.0.1:9",
         },
+        **extra,
     )
 
 
@@ -53,7 +57,7 @@ async def test_adapter_makes_no_session_or_entra_call_until_used_and_closes_it()
     assert await adapter.list_models() is None  # refresh_models off: no Azure call at start-up
     assert adapter.token_manager is None
     session = await adapter._session()
-    assert adapter.client is session.client
+    assert adapter.client is session.client()
     assert session.tokens.status().token_requests == 0
     assert adapter.get_api_key() != "s3cr3t"
     await adapter.shutdown()
@@ -92,3 +96,57 @@ def test_upstream_error_turns_a_servers_entra_503_into_a_token_error() -> None:
     other = upstream_error(503, "Service Unavailable")
     assert isinstance(other, UpstreamError)
     assert not isinstance(other, TokenUnavailableError)
+
+
+async def test_adapter_with_endpoints_moves_a_call_before_any_output_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 429 or a refused connection moves the call; a timeout (maybe billed) does not."""
+    second = "https://sweden.test/openai/v1"
+    adapter = (
+        active_backend()
+        .inference_provider()
+        .create_adapter(_config(endpoints={"base_urls": [second]}))
+    )
+    await adapter.initialize()
+    session = await adapter._session()
+
+    async def token() -> SecretStr:
+        return SecretStr("t")
+
+    monkeypatch.setattr(session.tokens, "token", token)
+    session.retry.policy = AzureRetryPolicy(max_retries=0)  # no sleeping for Azure's waits here
+    throttled = httpx.Response(429, request=_REQUEST, headers={"retry-after": "30"})
+    answers: dict[str, BaseException] = {
+        "azure.test": openai.RateLimitError("busy", response=throttled, body=None)
+    }
+    seen: list[str] = []
+
+    async def call() -> str:
+        host = adapter.client.base_url.host
+        seen.append(host)
+        if host in answers:
+            raise answers[host]
+        return host
+
+    assert await adapter._azure(call) == "sweden.test"
+    assert await adapter._azure(call) == "sweden.test"  # the first cools down for 30 s
+    assert seen == ["azure.test", "sweden.test", "sweden.test"]
+    try:
+        raise httpx.ConnectError("refused")
+    except httpx.ConnectError as refused:
+        unreachable = openai.APIConnectionError(request=_REQUEST)
+        unreachable.__cause__ = refused
+    answers["sweden.test"] = unreachable
+    with pytest.raises(AzureThrottledError) as everyone:
+        await adapter._azure(call)
+    assert everyone.value.final  # the server answers 429 with the soonest wait, nobody retries
+    assert everyone.value.retry_after == 1
+    session.pool.deployments[0].cooling_until = 0  # the first one's wait is over
+    answers.clear()
+    answers["azure.test"] = openai.APITimeoutError(request=_REQUEST)
+    seen.clear()
+    with pytest.raises(openai.APITimeoutError):
+        await adapter._azure(call)
+    assert seen == ["azure.test"]  # not sent to the other resource
+    await adapter.shutdown()
