@@ -122,6 +122,14 @@ def test_priority_spills_over_on_429_and_returns_after_azures_wait(
     assert _query(priority, "while it cools down").status_code == 200
     assert _ok(emulator, model) == 0  # no call during Azure's wait
     assert _ok(emulator, sweden) == 2
+    first_state, sweden_state = httpx.get(f"{priority.url}/v1/info").json()["azure_resources"][
+        "azure"
+    ]
+    assert 0 < first_state["cooling_down_seconds"] <= 2
+    assert (first_state["throttled"], sweden_state["calls"]) == (1, 2)
+    page = httpx.get(f"{priority.url}/", timeout=10).text
+    assert "cooling down" in page
+    assert _resource(emulator, "sweden") in page
     time.sleep(2.1)
     assert _query(priority, "back to the first").status_code == 200
     assert _ok(emulator, model) == 1

@@ -65,6 +65,31 @@ def _models_table(models: list[ModelInfo] | None, problem: str | None) -> str:
     return f"<table>{head}{rows}</table>"
 
 
+def _resources_table(resources: dict[str, list[dict[str, Any]]]) -> str:
+    """Models on several Azure OpenAI resources: each resource's state and counts."""
+    if not resources:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(provider)}</td><td><code>{escape(str(r['url']))}</code></td>"
+        f"<td>{_cooling(float(r['cooling_down_seconds']))}</td><td>{int(r['calls'])}</td>"
+        f"<td>{int(r['throttled'])}</td><td>{int(r['unavailable'])}</td>"
+        f"<td>{int(r['failovers'])}</td></tr>"
+        for provider, states in sorted(resources.items())
+        for r in states
+    )
+    head = (
+        "<tr><th>Provider</th><th>Resource</th><th>State</th><th>Calls</th><th>429s</th>"
+        "<th>Refused</th><th>Moved on</th></tr>"
+    )
+    return f"<h2>Azure OpenAI resources</h2><table>{head}{rows}</table>"
+
+
+def _cooling(seconds: float) -> str:
+    if seconds <= 0:
+        return _state(True, "serving")
+    return _state(False, f"cooling down, {seconds:.0f} s left")
+
+
 def render_status_page(
     info: dict[str, Any], models: list[ModelInfo] | None, problem: str | None
 ) -> str:
@@ -90,6 +115,7 @@ def render_status_page(
         '<a href="/metrics">Metrics (/metrics)</a><a href="/readiness">Readiness</a></nav>'
         f"<h2>Service</h2><table>{''.join(service + azure)}</table>"
         f"<h2>Entra ID token</h2><table>{''.join(_entra_rows(info.get('entra_id')))}</table>"
+        f"{_resources_table(info.get('azure_resources') or {})}"
         f"<h2>Models</h2>{_models_table(models, problem)}"
         "</body></html>"
     )

@@ -77,6 +77,24 @@ class ResourceRouter:
                 )
         return found
 
+    def states(self) -> dict[str, list[dict[str, object]]]:
+        """Each pool's resources: URL, seconds of cool-down left, and what they served."""
+        now = time.monotonic()
+        return {
+            provider: [
+                {
+                    "url": d.base_url,
+                    "cooling_down_seconds": round(max(0.0, d.cooling_until - now), 1),
+                    "calls": d.calls,
+                    "throttled": d.throttled,
+                    "unavailable": d.unavailable,
+                    "failovers": d.failovers,
+                }
+                for d in pool.deployments
+            ]
+            for provider, pool in self.pools.items()
+        }
+
     def pool_for(self, model: ModelInfo | None) -> DeploymentPool | None:
         """The pool of ``model``'s provider, when it is on several resources."""
         return self.pools.get(model.provider_id) if model is not None and model.azure else None

@@ -149,6 +149,7 @@ def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
         "authentication": authenticator.module,
         "entra_id": entra,
         "azure_providers": holder.known_azure_bases(),
+        "azure_resources": holder.resources.states(),
         "database": _database(holder),
     }
 
