@@ -6,7 +6,12 @@ import pytest
 
 from llama_entra.logs import preserved_logging
 
-pytest_plugins: list[str] = ["support.emulator", "support.service", "support.postgres", "support.proxy"]
+pytest_plugins: list[str] = [
+    "support.emulator",
+    "support.service",
+    "support.postgres",
+    "support.proxy",
+]
 
 
 @pytest.fixture(autouse=True)
