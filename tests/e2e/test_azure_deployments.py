@@ -61,6 +61,19 @@ def priority(
 
 
 @pytest.fixture(scope="module")
+def streaming(
+    emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceHandle]:
+    """Two resources, the default one first, for streams only.
+
+    A service of its own: the all-throttled test leaves ``priority``'s resources cooling down
+    for Azure's 45 s, and tests of one file run in any order.
+    """
+    urls = [emulator.azure_base_url, _resource(emulator, "denmark")]
+    yield from _start(emulator, tmp_path_factory, "streaming", urls)
+
+
+@pytest.fixture(scope="module")
 def round_robin(
     emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceHandle]:
@@ -242,17 +255,17 @@ def _broken_stream(service: ServiceHandle, emulator: EmulatorHandle) -> str:
 
 
 def test_no_failover_once_a_stream_has_sent_its_first_chunk(
-    priority: ServiceHandle, fresh_emulator: EmulatorHandle
+    streaming: ServiceHandle, fresh_emulator: EmulatorHandle
 ) -> None:
     emulator, model = fresh_emulator, fresh_emulator.model
     events = [
         json.loads(line[5:])
-        for line in _broken_stream(priority, emulator).splitlines()
+        for line in _broken_stream(streaming, emulator).splitlines()
         if line.startswith("data:")
     ]
     assert [e["event"] for e in events] == ["start", "token", "token", "error"]
     assert events[-1]["data"]["status_code"] == 502
-    calls = emulator.azure_calls(f"sweden/{model}")
+    calls = emulator.azure_calls(f"denmark/{model}")
     assert sum(calls.values()) == 0  # never re-sent: the first resource may have billed it
 
 
