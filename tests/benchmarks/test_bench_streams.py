@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -37,9 +38,11 @@ import aiohttp
 import psutil
 import yaml
 
-from support.bench import report
+from llama_entra.backends import active_backend
+from support.bench import RESULTS, report
 from support.emulator import EmulatorHandle, start_emulator
 from support.service import (
+    ROOT,
     free_port,
     running_server,
     service_config,
@@ -330,4 +333,15 @@ def test_bench_concurrent_streams(tmp_path: Path) -> None:
             and at_1000.rss_growth_kb_per_stream < 100,
         },
     )
+    _draw()
     assert all(run.failures == 0 for run in runs), [run for run in runs if run.failures]
+
+
+def _draw() -> None:
+    """``streams.png`` next to the JSON, from every labelled run there (``streams_chart.py``)."""
+    directory = RESULTS / active_backend().name
+    documents = sorted(directory.glob("streams*.json"))
+    script = ROOT / "scripts" / "streams_chart.py"
+    output = directory / "streams.png"
+    command = [sys.executable, str(script), "-o", str(output), *map(str, documents)]
+    subprocess.run(command, check=True)
