@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+import pytest
 import yaml
 
 from llama_entra.backends import active_backend
@@ -50,6 +51,8 @@ from support.service import (
     start_llama_stack,
     start_service,
 )
+
+pytestmark = pytest.mark.timeout(3600)  # every mode at every N: minutes on a loaded machine
 
 COUNTS = [int(n) for n in os.environ.get("BENCH_STREAMS", "1,50,200,1000").split(",")]
 WORKERS = [int(n) for n in os.environ.get("BENCH_STREAMS_WORKERS", "1,2").split(",")]
