@@ -37,15 +37,13 @@ from typing import Any
 import aiohttp
 import psutil
 import pytest
-import yaml
 
 from llama_entra.backends import active_backend
 from support.bench import RESULTS, report
 from support.emulator import EmulatorHandle, start_emulator
+from support.proxy import proxy_process
 from support.service import (
     ROOT,
-    free_port,
-    running_server,
     service_config,
     stack_environment,
     start_llama_stack,
@@ -262,25 +260,8 @@ def _service_mode(emulator: EmulatorHandle, directory: Path) -> Iterator[tuple[s
 @contextlib.contextmanager
 def _proxy(emulator: EmulatorHandle, directory: Path) -> Iterator[tuple[str, list[int]]]:
     directory.mkdir(parents=True)
-    config = {
-        "service": _QUIET,
-        "azure_entra_id": {
-            "tenant_id": emulator.tenant_id,
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "authority_host": emulator.url,
-            "ca_bundle": str(emulator.ca_path),
-        },
-        "proxy": {"upstream": emulator.azure_base_url, "ca_bundle": str(emulator.ca_path)},
-    }
-    path = directory / "proxy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    base = f"http://127.0.0.1:{free_port()}"
-    command = [str(Path(sys.executable).parent / "llama-entra"), "proxy", "-c", str(path)]
-    command += ["--port", base.rsplit(":", 1)[1]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
-    with running_server(command, env, directory / "proxy.log", f"{base}/readyz", base) as handle:
-        yield base, [handle.process.pid]
+    with proxy_process(emulator, directory) as handle:
+        yield handle.url, [handle.process.pid]
 
 
 def _series(
