@@ -13,8 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llama_entra.auth import Action, Authenticator, Principal
+from llama_entra.auth.bearer import bearer_credential
 from llama_entra.conversations import ConversationStore
 from llama_entra.conversations.topics import TopicSummarizer
+from llama_entra.identity import bind_caller, caller_from_claims
 from llama_entra.stack import ClientHolder
 
 __all__ = ["ConversationsDep", "HolderDep", "SummariesDep", "authorized"]
@@ -41,7 +43,8 @@ async def get_summaries(request: Request) -> TopicSummarizer:
 def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks it may perform ``action``.
 
-    The principal's name goes to ``request.state.principal`` for the access log.
+    The principal's name goes to ``request.state.principal`` for the access log. With
+    on-behalf-of, the caller (its ids and token) is bound for the request's Azure calls.
     """
 
     async def dependency(request: Request) -> Principal:
@@ -49,6 +52,8 @@ def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
         principal = await authenticator.authenticate(request)
         request.state.principal = principal.name
         authenticator.authorize(principal, action)
+        if request.app.state.users is not None:
+            bind_caller(caller_from_claims(principal.attributes, bearer_credential(request)))
         return principal
 
     return dependency

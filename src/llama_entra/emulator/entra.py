@@ -22,7 +22,15 @@ from starlette.routing import Route
 from llama_entra.emulator.roles import SYSTEM_ASSIGNED, object_id_for
 from llama_entra.emulator.state import EmulatorState, IssuedToken
 
-__all__ = ["FEDERATED_AUDIENCE", "entra_routes", "issue_federated_token", "signing_key_id"]
+__all__ = [
+    "FEDERATED_AUDIENCE",
+    "EntraError",
+    "apply_faults",
+    "authenticate_client",
+    "entra_routes",
+    "issue_federated_token",
+    "signing_key_id",
+]
 
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -108,7 +116,7 @@ async def token(request: Request) -> Response:
     state.token_requests += 1
     state.token_requests_by_client[client_id or "-"] += 1
     try:
-        await _apply_faults(state)
+        await apply_faults(state)
         tenant = request.path_params["tenant"]
         if tenant != state.settings.tenant_id:
             raise _unknown_tenant(tenant)
@@ -125,7 +133,7 @@ async def token(request: Request) -> Response:
                 f"The provided value for scope {scope} is not valid. Client credential flows "
                 "must have a scope value with /.default suffixed to the resource identifier.",
             )
-        _authenticate_client(state, form, f"{_base(request)}/{tenant}/oauth2/v2.0/token")
+        authenticate_client(state, form, f"{_base(request)}/{tenant}/oauth2/v2.0/token")
     except EntraError as error:
         return error.response()
     access_token, lifetime = issue_access_token(state, client_id, scope.removesuffix("/.default"))
@@ -147,7 +155,7 @@ async def managed_identity(request: Request) -> Response:
     state.token_requests += 1
     state.token_requests_by_client[client_id] += 1
     try:
-        await _apply_faults(state)
+        await apply_faults(state)
     except EntraError as error:
         return error.response()
     header = request.headers.get("x-identity-header", "")
@@ -215,7 +223,8 @@ def issue_federated_token(state: EmulatorState, subject: str, lifetime: int = 36
     return jwt.encode(claims, state.signing_key, algorithm="RS256", headers={"kid": "k8s"})
 
 
-async def _apply_faults(state: EmulatorState) -> None:
+async def apply_faults(state: EmulatorState) -> None:
+    """Injected delays and failures of token requests (``POST /_emulator/faults``)."""
     faults = state.faults
     if faults.delay_token_requests > 0:
         faults.delay_token_requests -= 1
@@ -229,7 +238,8 @@ async def _apply_faults(state: EmulatorState) -> None:
         )
 
 
-def _authenticate_client(state: EmulatorState, form: dict[str, str], endpoint: str) -> None:
+def authenticate_client(state: EmulatorState, form: dict[str, str], endpoint: str) -> None:
+    """The app's own client authentication (secret or assertion), or Entra's refusal."""
     client_id = form.get("client_id", "")
     if not _registered(state, client_id):
         raise EntraError(
