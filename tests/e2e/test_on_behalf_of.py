@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from support.emulator import EmulatorHandle
+from support.metrics import metric
+from support.obo import OTHER_APP, obo_settings
 from support.service import (
     ServiceHandle,
     service_config,
@@ -32,25 +33,7 @@ pytestmark = pytest.mark.slow
 
 _ROLE = "Cognitive Services OpenAI User"
 _CACHE_SIZE = 8
-_OTHER_APP = "api://other-app"  # accepted inbound, but not this app: Entra refuses to exchange
 _JWT = re.compile(r"ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+")
-
-
-def _obo_settings(emulator: EmulatorHandle) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``azure_entra_id`` additions and the ``authentication`` section for on-behalf-of."""
-    root = f"{emulator.url}/{emulator.tenant_id}"
-    entra = {"user_identity": "on_behalf_of", "user_cache_size": _CACHE_SIZE}
-    authentication = {
-        "module": "jwk",
-        "jwk": {
-            "jwks_url": f"{root}/discovery/v2.0/keys",
-            "issuer": f"{root}/v2.0",
-            "audience": [emulator.client_id, f"api://{emulator.client_id}", _OTHER_APP],
-            "principal_claim": "oid",
-            "ca_bundle": str(emulator.ca_path),
-        },
-    }
-    return entra, {"authentication": authentication}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +42,7 @@ def library_obo(
 ) -> Iterator[ServiceHandle]:
     """A library-mode service whose Azure calls carry each caller's own identity."""
     directory = tmp_path_factory.mktemp("obo-library")
-    entra, extra = _obo_settings(emulator)
+    entra, extra = obo_settings(emulator, _CACHE_SIZE)
     path = service_config(directory, emulator, entra=entra, extra=extra)
     with start_service(path, stack_environment(emulator, directory / "state")) as handle:
         yield handle
@@ -76,7 +59,7 @@ def service_obo(
     (directory / "stack").mkdir()
     with start_llama_stack(service_config(directory / "stack", emulator), env) as stack:
         (directory / "service").mkdir()
-        entra, extra = _obo_settings(emulator)
+        entra, extra = obo_settings(emulator, _CACHE_SIZE)
         path = service_config(
             directory / "service",
             emulator,
@@ -113,15 +96,6 @@ def _query(service: ServiceHandle, token: str) -> httpx.Response:
     return asyncio.run(_queries(service, token, 1))[0]
 
 
-def _metric(service: ServiceHandle, name: str) -> float:
-    headers = {"Authorization": "Bearer none"}
-    text = httpx.get(f"{service.url}/metrics", headers=headers, timeout=10).text
-    for family in text_string_to_metric_families(text):
-        if family.name == name:
-            return sum(sample.value for sample in family.samples)
-    raise AssertionError(f"{name} is not exported")
-
-
 def test_two_users_in_parallel_each_reach_azure_as_themselves(
     obo: ServiceHandle, fresh_emulator: EmulatorHandle
 ) -> None:
@@ -130,9 +104,7 @@ def test_two_users_in_parallel_each_reach_azure_as_themselves(
     alice_token, bob_token = emulator.user_token(alice), emulator.user_token(bob)
 
     async def both() -> tuple[list[httpx.Response], list[httpx.Response]]:
-        return await asyncio.gather(
-            _queries(obo, alice_token, 10), _queries(obo, bob_token, 10)
-        )
+        return await asyncio.gather(_queries(obo, alice_token, 10), _queries(obo, bob_token, 10))
 
     from_alice, from_bob = asyncio.run(both())
     assert all(r.status_code == 200 for r in from_alice + from_bob), from_alice[0].text
@@ -192,7 +164,7 @@ def test_user_without_the_role_gets_403_naming_it_while_another_user_succeeds(
     ("options", "status", "phrase"),
     [
         ({"lifetime": -30}, 401, "sign in again"),
-        ({"audience": _OTHER_APP}, 401, "not for this application"),
+        ({"audience": OTHER_APP}, 401, "not for this application"),
         ({"app_only": True}, 403, "no signed-in user"),
     ],
     ids=["expired-assertion", "wrong-audience", "app-only"],
@@ -246,8 +218,8 @@ def test_cache_stays_within_its_bound_under_many_users(
     names = [_user("many") for _ in range(3 * _CACHE_SIZE)]
     for name in names:
         assert _query(library_obo, emulator.user_token(name)).status_code == 200
-        assert _metric(library_obo, "llama_entra_obo_cached_users") <= _CACHE_SIZE
-    assert _metric(library_obo, "llama_entra_obo_cached_users") == _CACHE_SIZE
+        assert metric(library_obo.url, "llama_entra_obo_cached_users") <= _CACHE_SIZE
+    assert metric(library_obo.url, "llama_entra_obo_cached_users") == _CACHE_SIZE
     # The first user was evicted long ago: the next call exchanges again.
     assert _query(library_obo, emulator.user_token(names[0])).status_code == 200
     assert emulator.users()["exchanges_by_object_id"][emulator.user_object_id(names[0])] == 2
