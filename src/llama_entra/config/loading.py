@@ -64,7 +64,7 @@ class LlamaEntraConfig(StrictModel):
         jwk = self.authentication.jwk if self.authentication.module == "jwk" else None
         if jwk is None or jwk.allow_any_audience_and_issuer:
             raise ValueError(
-                "azure_entra_id.user_identity on_behalf_of needs authentication.module jwk, "
+                "azure_entra_id.user_identity on_behalf_of needs authentication module jwk, "
                 "checking this app's Entra issuer and audience: the caller's token is what "
                 "Entra exchanges"
             )
