@@ -128,6 +128,26 @@ def test_two_users_in_parallel_each_reach_azure_as_themselves(
     assert not mine & {r.json()["conversation_id"] for r in from_alice}
 
 
+def test_streamed_and_openai_routes_reach_azure_as_the_user(
+    obo: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, judy = fresh_emulator, _user("judy")
+    headers = {"Authorization": f"Bearer {emulator.user_token(judy)}"}
+    with httpx.Client(base_url=obo.url, headers=headers, timeout=120) as client:
+        streamed = client.post(
+            "/v1/streaming_query", json={"query": "hi", "generate_topic_summary": False}
+        )
+        assert streamed.status_code == 200
+        assert '"event": "end"' in streamed.text, streamed.text
+        chat = {"model": emulator.model, "messages": [{"role": "user", "content": "hi"}]}
+        assert client.post("/v1/chat/completions", json=chat).status_code == 200
+        with client.stream("POST", "/v1/chat/completions", json=chat | {"stream": True}) as sse:
+            assert sse.status_code == 200
+            assert "[DONE]" in "".join(sse.iter_text())
+    calls = emulator.users()["azure_calls_by_object_id"]
+    assert calls == {emulator.user_object_id(judy): 3}
+
+
 def test_burst_of_fifty_requests_from_a_new_user_makes_one_exchange(
     obo: ServiceHandle, fresh_emulator: EmulatorHandle
 ) -> None:
