@@ -20,7 +20,7 @@ import pytest
 
 from support.emulator import EmulatorHandle
 from support.metrics import metric
-from support.obo import OTHER_APP, obo_settings
+from support.obo import REFUSED_ASSERTIONS, obo_settings
 from support.service import (
     ServiceHandle,
     service_config,
@@ -180,15 +180,7 @@ def test_user_without_the_role_gets_403_naming_it_while_another_user_succeeds(
     assert httpx.get(f"{obo.url}/readiness", timeout=30).status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("options", "status", "phrase"),
-    [
-        ({"lifetime": -30}, 401, "sign in again"),
-        ({"audience": OTHER_APP}, 401, "not for this application"),
-        ({"app_only": True}, 403, "no signed-in user"),
-    ],
-    ids=["expired-assertion", "wrong-audience", "app-only"],
-)
+@REFUSED_ASSERTIONS
 def test_refused_assertions_get_their_documented_answer(
     obo: ServiceHandle,
     fresh_emulator: EmulatorHandle,

@@ -15,37 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
-from llama_entra.config import LlamaEntraConfig
-from llama_entra.proxy import create_proxy_app
 from support.emulator import EmulatorHandle
 from support.metrics import metric
-from support.obo import OTHER_APP, obo_settings
-from support.servers import run_uvicorn
+from support.obo import REFUSED_ASSERTIONS, obo_settings
+from support.proxy import ProxyFactory
 
 _CACHE_SIZE = 4
 
 
 @pytest.fixture
-def obo_proxy(fresh_emulator: EmulatorHandle) -> Iterator[str]:
+def obo_proxy(fresh_emulator: EmulatorHandle, proxy: ProxyFactory) -> Iterator[str]:
     """A proxy in front of the emulator that sends each caller's own identity."""
-    emulator = fresh_emulator
-    entra, extra = obo_settings(emulator, _CACHE_SIZE)
-    config = LlamaEntraConfig.model_validate(
-        {
-            "azure_entra_id": {
-                "tenant_id": emulator.tenant_id,
-                "client_id": emulator.client_id,
-                "client_secret": emulator.client_secret,
-                "authority_host": emulator.url,
-                "ca_bundle": str(emulator.ca_path),
-                "timeout_seconds": 5,
-                **entra,
-            },
-            "proxy": {"upstream": emulator.azure_base_url, "ca_bundle": str(emulator.ca_path)},
-            **extra,
-        }
-    )
-    with run_uvicorn(create_proxy_app(config)) as url:
+    entra, extra = obo_settings(fresh_emulator, _CACHE_SIZE)
+    with proxy(entra=entra, extra=extra) as url:
         yield url
 
 
@@ -90,15 +72,7 @@ def test_proxy_sends_each_users_own_identity_one_exchange_per_user(
     assert metric(obo_proxy, "llama_entra_obo_exchanges_total", outcome="ok") == 2
 
 
-@pytest.mark.parametrize(
-    ("options", "status", "phrase"),
-    [
-        ({"lifetime": -30}, 401, "sign in again"),
-        ({"audience": OTHER_APP}, 401, "not for this application"),
-        ({"app_only": True}, 403, "no signed-in user"),
-    ],
-    ids=["expired-assertion", "wrong-audience", "app-only"],
-)
+@REFUSED_ASSERTIONS
 def test_proxy_refused_assertions_get_their_documented_answer(
     obo_proxy: str,
     fresh_emulator: EmulatorHandle,

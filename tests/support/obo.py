@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from support.emulator import EmulatorHandle
 
-__all__ = ["OTHER_APP", "obo_settings"]
+__all__ = ["OTHER_APP", "REFUSED_ASSERTIONS", "obo_settings"]
 
 OTHER_APP = "api://other-app"  # accepted inbound, but not this app: Entra refuses to exchange
+
+# Tokens Entra will not exchange (``user_token`` options), the status and a phrase of the cause.
+REFUSED_ASSERTIONS = pytest.mark.parametrize(
+    ("options", "status", "phrase"),
+    [
+        ({"lifetime": -30}, 401, "sign in again"),  # within jwk's leeway, not Entra's
+        ({"audience": OTHER_APP}, 401, "not for this application"),
+        ({"app_only": True}, 403, "no signed-in user"),
+    ],
+    ids=["expired-assertion", "wrong-audience", "app-only"],
+)
 
 
 def obo_settings(

@@ -178,16 +178,19 @@ async def managed_identity(request: Request) -> Response:
     )
 
 
-def issue_access_token(state: EmulatorState, client_id: str, audience: str) -> tuple[str, int]:
+def issue_access_token(
+    state: EmulatorState, client_id: str, audience: str, *, user: str | None = None
+) -> tuple[str, int]:
     """Sign a new access token (a JWT, like Entra's) and remember it as valid.
 
     ``aud`` is the resource of the requested scope (``https://cognitiveservices.azure.com``
-    for Azure OpenAI's), ``oid`` the principal's object id (``roles.object_id_for``).
+    for Azure OpenAI's), ``oid`` the principal's object id (``roles.object_id_for``), or the
+    object id ``user`` for a delegated token (on-behalf-of).
     """
     now = int(state.clock())
     lifetime = state.token_lifetime
     tenant = state.settings.tenant_id
-    object_id = object_id_for(tenant, client_id)
+    object_id = user or object_id_for(tenant, client_id)
     claims = {
         "aud": audience,
         "iss": f"https://sts.windows.net/{tenant}/",
@@ -203,6 +206,8 @@ def issue_access_token(state: EmulatorState, client_id: str, audience: str) -> t
         "ver": "1.0",
         "jti": uuid.uuid4().hex,
     }
+    if user is not None:
+        claims |= {"idtyp": "user", "scp": "user_impersonation", "roles": []}
     signed = jwt.encode(
         claims, state.signing_key, algorithm="RS256", headers={"kid": signing_key_id}
     )

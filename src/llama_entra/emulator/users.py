@@ -35,10 +35,11 @@ from llama_entra.emulator.entra import (
     EntraError,
     apply_faults,
     authenticate_client,
+    issue_access_token,
     signing_key_id,
     token,
 )
-from llama_entra.emulator.state import EmulatorState, IssuedToken
+from llama_entra.emulator.state import EmulatorState
 from llama_entra.emulator.user_directory import user_object_id
 
 __all__ = ["OBO_GRANT", "user_routes"]
@@ -223,28 +224,8 @@ def _user_of(state: EmulatorState, assertion: str, client_id: str, issuer: str) 
 
 def _issue(state: EmulatorState, client_id: str, user: str, scope: str) -> Response:
     """An access token for ``scope``'s resource carrying ``user``'s identity."""
-    now, lifetime = int(state.clock()), state.token_lifetime
     audience = scope.removesuffix("/.default")
-    tenant = state.settings.tenant_id
-    claims = {
-        "aud": audience,
-        "iss": f"https://sts.windows.net/{tenant}/",
-        "iat": now,
-        "nbf": now,
-        "exp": now + lifetime,
-        "appid": client_id,
-        "oid": user,
-        "sub": user,
-        "tid": tenant,
-        "idtyp": "user",
-        "scp": _DELEGATED_SCOPE,
-        "ver": "1.0",
-        "jti": uuid.uuid4().hex,
-    }
-    signed = jwt.encode(
-        claims, state.signing_key, algorithm="RS256", headers={"kid": signing_key_id}
-    )
-    state.remember(signed, IssuedToken(client_id, now + lifetime, audience, user))
+    signed, lifetime = issue_access_token(state, client_id, audience, user=user)
     body = {
         "token_type": "Bearer",
         "scope": f"{audience}/{_DELEGATED_SCOPE}",
