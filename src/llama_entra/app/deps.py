@@ -52,7 +52,7 @@ def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
         principal = await authenticator.authenticate(request)
         request.state.principal = principal.name
         authenticator.authorize(principal, action)
-        if request.app.state.users is not None:
+        if getattr(request.app.state, "users", None) is not None:  # on-behalf-of
             bind_caller(caller_from_claims(principal.attributes, bearer_credential(request)))
         return principal
 
