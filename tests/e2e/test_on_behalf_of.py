@@ -232,6 +232,9 @@ def test_cache_stays_within_its_bound_under_many_users(
         assert _query(library_obo, emulator.user_token(name)).status_code == 200
         assert metric(library_obo.url, "llama_entra_obo_cached_users") <= _CACHE_SIZE
     assert metric(library_obo.url, "llama_entra_obo_cached_users") == _CACHE_SIZE
+    headers = {"Authorization": f"Bearer {emulator.user_token(names[-1])}"}
+    info = httpx.get(f"{library_obo.url}/v1/info", headers=headers, timeout=10).json()["entra_id"]
+    assert (info["user_identity"], info["cached_users"]) == ("on_behalf_of", _CACHE_SIZE)
     # The first user was evicted long ago: the next call exchanges again.
     assert _query(library_obo, emulator.user_token(names[0])).status_code == 200
     assert emulator.users()["exchanges_by_object_id"][emulator.user_object_id(names[0])] == 2
