@@ -9,6 +9,7 @@ call no caller is bound to, the service identity when ``app_callers: service``, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,9 @@ from llama_entra.identity.errors import AppCallerRefusedError
 from llama_entra.identity.exchange import OnBehalfOfExchange
 
 __all__ = ["UserTokens", "create_user_tokens"]
+
+logger = logging.getLogger(__name__)
+_SELF_AUTHENTICATING_PROVIDER = "remote::azure-entra"  # gets its own tokens inside Llama Stack
 
 
 class UserTokens:
@@ -59,6 +63,16 @@ class UserTokens:
         """The user's Azure token for this call; None when the service identity serves it."""
         user = self.acting_for(caller)
         return None if user is None else await self.cache.token(user)
+
+    def saw_provider(self, provider_id: str, provider_type: str) -> None:
+        """Warn about a provider no user token can reach (it fetches its own tokens)."""
+        if provider_type == _SELF_AUTHENTICATING_PROVIDER:
+            logger.warning(
+                "provider %s (%s) gets its own tokens: its models reach Azure as that "
+                "identity, not as the calling user",
+                provider_id,
+                provider_type,
+            )
 
     def drop(self, rejected: SecretStr | None, caller: UserCaller | None = None) -> bool:
         """Azure refused ``rejected``: forget it if it is a user's (True), else False."""

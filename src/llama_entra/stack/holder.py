@@ -162,6 +162,8 @@ class ClientHolder:
         found: dict[str, str] = {}
         for provider in providers:
             if provider.provider_type != AZURE_PROVIDER_TYPE:
+                if self.users is not None:
+                    self.users.saw_provider(provider.provider_id, provider.provider_type)
                 continue
             own = str(provider.config.get("base_url") or "")
             self.resources.saw_provider(provider.provider_id, own)

@@ -117,3 +117,13 @@ def test_translate_exchange_error_entra_down_is_unavailable() -> None:
     assert isinstance(error, TokenUnavailableError)
     timed_out = translate_exchange_error(TimeoutError(), scope=SCOPE, timeout_seconds=5)
     assert isinstance(timed_out, TokenUnavailableError)
+
+
+def test_user_tokens_warn_about_a_provider_that_gets_its_own_tokens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tokens = UserTokens(config(), exchange)
+    tokens.saw_provider("azure", "remote::azure-openai-something")
+    assert not caplog.records
+    tokens.saw_provider("entra", "remote::azure-entra")
+    assert "not as the calling user" in caplog.text
