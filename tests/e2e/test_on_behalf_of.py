@@ -205,6 +205,13 @@ def test_consent_required_is_403_naming_the_missing_consent(
     cause = response.json()["detail"]["cause"]
     assert "AADSTS65001" in cause
     assert "user_impersonation" in cause
+    streamed = httpx.post(
+        f"{obo.url}/v1/streaming_query",
+        json={"query": "hi", "generate_topic_summary": False},
+        headers={"Authorization": f"Bearer {emulator.user_token(grace)}"},
+        timeout=60,
+    )
+    assert streamed.status_code == 403, streamed.text
     emulator.set_consent(grace, granted=True)
     assert _query(obo, emulator.user_token(grace)).status_code == 200
 

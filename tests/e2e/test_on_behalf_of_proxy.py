@@ -101,3 +101,21 @@ def test_proxy_consent_required_is_403_and_missing_role_is_azures_answer_for_tha
     assert denied.status_code == 401
     assert denied.json()["error"]["code"] == "PermissionDenied"
     assert emulator.users()["azure_calls_by_object_id"] == {emulator.user_object_id(heidi): 2}
+
+
+def test_proxy_app_callers_service_lets_app_only_tokens_use_the_proxys_identity(
+    fresh_emulator: EmulatorHandle, proxy: ProxyFactory
+) -> None:
+    emulator = fresh_emulator
+    entra, extra = obo_settings(emulator, _CACHE_SIZE)
+    with proxy(entra=entra | {"app_callers": "service"}, extra=extra) as url:
+        app = emulator.user_token(_user("batch-job"), app_only=True)
+        user = _user("kim")
+        responses = asyncio.run(_chats(url, app, 2)) + asyncio.run(
+            _chats(url, emulator.user_token(user), 1)
+        )
+    assert [r.status_code for r in responses] == [200] * 3
+    assert emulator.users()["azure_calls_by_object_id"] == {
+        emulator.client_object_id: 2,
+        emulator.user_object_id(user): 1,
+    }
