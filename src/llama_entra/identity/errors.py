@@ -11,6 +11,7 @@ AADSTS500131 assertion audience wrong  401         request a token for this app'
 AADSTS65001 consent_required           403         consent to user_impersonation on Azure
                                                    Cognitive Services (user or admin)
 AADSTS7000114 / app-only caller        403         call as a user (or app_callers: service)
+other invalid_grant, interaction_req.  401         sign in again, completing any prompt
 Azure PermissionDenied for the user    403         assign the role to the user or a group
 Entra down, timed out, 5xx             503         as for the service's own token
 =====================================  ==========  ==========================================
@@ -35,6 +36,7 @@ __all__ = [
 
 COGNITIVE_SERVICES = "Azure Cognitive Services (https://cognitiveservices.azure.com)"
 _AADSTS = re.compile(r"AADSTS(\d+)")
+_USER_ERROR = re.compile(r"Microsoft Entra ID error '\((invalid_grant|interaction_required)\)")
 
 
 class SignInAgainError(UnauthenticatedError):
@@ -94,4 +96,11 @@ def translate_exchange_error(
             )
         if code == "7000114":
             return AppCallerRefusedError()
+        if _USER_ERROR.search(str(exc.message or "")):
+            # Another refusal about the user, e.g. conditional access or MFA wanting a prompt.
+            cause = translate_error(exc, kind="on-behalf-of", timeout_seconds=timeout_seconds).cause
+            return SignInAgainError(
+                f"Entra will not act for this user ({cause}): sign in again, completing any "
+                "prompt (multi-factor authentication, conditional access)"
+            )
     return translate_error(exc, kind="on-behalf-of", timeout_seconds=timeout_seconds)

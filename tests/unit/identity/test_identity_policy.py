@@ -10,7 +10,7 @@ from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from pydantic import SecretStr
 
 from llama_entra.config import AzureEntraIdConfig
-from llama_entra.errors import TokenUnavailableError, UnauthenticatedError
+from llama_entra.errors import TokenError, TokenUnavailableError, UnauthenticatedError
 from llama_entra.identity import (
     AppCallerRefusedError,
     ConsentRequiredError,
@@ -108,6 +108,23 @@ def test_translate_exchange_error_names_the_fix(code: int, kind: type, phrase: s
     )
     assert isinstance(error, kind)
     assert phrase in str(error)
+
+
+def test_translate_exchange_error_other_user_refusals_ask_to_sign_in_again() -> None:
+    refusal = ClientAuthenticationError(
+        message="Microsoft Entra ID error '(interaction_required) AADSTS50076: Due to a "
+        "configuration change made by your administrator, you must use multi-factor "
+        "authentication. Trace ID: x'"
+    )
+    error = translate_exchange_error(refusal, scope=SCOPE, timeout_seconds=5)
+    assert isinstance(error, SignInAgainError)
+    assert "AADSTS50076" in str(error)
+    assert "multi-factor" in str(error)
+    wrong_secret = ClientAuthenticationError(
+        message="Microsoft Entra ID error '(invalid_client) AADSTS7000215: Invalid client secret."
+    )
+    app_problem = translate_exchange_error(wrong_secret, scope=SCOPE, timeout_seconds=5)
+    assert isinstance(app_problem, TokenError)
 
 
 def test_translate_exchange_error_entra_down_is_unavailable() -> None:
