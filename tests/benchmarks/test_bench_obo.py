@@ -30,6 +30,7 @@ from llama_entra.identity import (
     UserTokens,
     bind_caller,
     caller_from_claims,
+    create_user_tokens,
 )
 from support.bench import report, summarize
 from support.emulator import EmulatorHandle
@@ -98,7 +99,8 @@ def test_bench_cached_user_token_adds_under_a_tenth_of_a_millisecond(
     async def run() -> tuple[list[float], list[float]]:
         service = create_token_manager(config)
         await service.start()
-        users = UserTokens(config, OnBehalfOfExchange(config))
+        users = create_user_tokens(config)
+        assert users is not None
         try:
             await service.token()
             bind_caller(caller_from_claims(claims, assertion))
@@ -114,6 +116,7 @@ def test_bench_cached_user_token_adds_under_a_tenth_of_a_millisecond(
                 per_user.append(await _per_call(as_user))
             return baseline, per_user
         finally:
+            await users.aclose()
             await service.aclose()
 
     baseline, per_user = asyncio.run(run())
@@ -154,12 +157,17 @@ def test_bench_thousand_new_users_exchange_once_each_with_bounded_concurrency(
             in_flight -= 1
 
     async def run() -> tuple[float, int, int]:
-        users = UserTokens(config, counted)
+        users = UserTokens(config, counted, close=exchange.aclose)
         started = time.perf_counter()
         # Every user twice at once: the second of each pair waits for the first's exchange.
-        await asyncio.gather(*(users.token(c) for c in callers), *(users.token(c) for c in callers))
-        seconds = time.perf_counter() - started
-        token = await users.token(callers[0])
+        try:
+            await asyncio.gather(
+                *(users.token(c) for c in callers), *(users.token(c) for c in callers)
+            )
+            seconds = time.perf_counter() - started
+            token = await users.token(callers[0])
+        finally:
+            await users.aclose()
         assert token is not None
         length = len(token.get_secret_value())
         return seconds, length, await _bytes_per_cached_user(length)

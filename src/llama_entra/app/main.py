@@ -89,6 +89,7 @@ async def open_resources(
         stack.push_async_callback(holder.aclose)
         holder.users = create_user_tokens(config.azure_entra_id)
         if holder.users is not None:
+            stack.push_async_callback(holder.users.aclose)
             logger.info("Azure OpenAI sees each signed-in user (on-behalf-of)")
         if isinstance(index, PostgresConversationIndex) and index.target == database:
             index.on_unavailable = holder.database_lost  # an outage it sees is the stack's too

@@ -6,17 +6,22 @@ certificate or workload identity's federated token). It binds one user assertion
 and caches tokens per assertion, and a user's assertion changes whenever they sign in again,
 so keeping one instance per user would keep stale assertions; keeping one per request would
 keep nothing. Each exchange therefore uses a short-lived instance, and ``UserTokenCache``
-keeps the resulting token per user.
+keeps the resulting token per user. The instances share one pooled HTTP session (made at the
+first exchange, closed by ``aclose``), so exchanges reuse connections to Entra instead of
+opening one, TLS handshake included, per user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from azure.core.credentials import AccessTokenInfo
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import OnBehalfOfCredential
 
 from llama_entra.config import AzureEntraIdConfig
@@ -38,9 +43,8 @@ class OnBehalfOfExchange:
         self._tenant_id, self._client_id = identity.tenant_id, identity.client_id
         self._token_file = identity.federated_token_file
         self._options: dict[str, Any] = {"authority": identity.authority, "retry_total": 0}
-        if config.ca_bundle is not None:
-            self._options["connection_verify"] = str(config.ca_bundle)
         self._client_auth: dict[str, Any] | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, caller: UserCaller) -> AccessTokenInfo:
         """A token for ``scope`` carrying ``caller``'s identity; errors name their fix."""
@@ -51,6 +55,7 @@ class OnBehalfOfExchange:
                 user_assertion=caller.assertion.get_secret_value(),
                 **await self._client_authentication(),
                 **self._options,
+                transport=AioHttpTransport(session=self._pooled(), session_owner=False),
             )
             async with credential:
                 return await asyncio.wait_for(
@@ -61,6 +66,25 @@ class OnBehalfOfExchange:
             raise translate_exchange_error(
                 exc, scope=self._config.scope, timeout_seconds=self._config.timeout_seconds
             ) from exc
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _pooled(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            verify: ssl.SSLContext | bool = True
+            if self._config.ca_bundle is not None:
+                verify = ssl.create_default_context(cafile=str(self._config.ca_bundle))
+            connector = aiohttp.TCPConnector(
+                ssl=verify, limit=self._config.user_exchange_concurrency
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=True, cookie_jar=aiohttp.DummyCookieJar()
+            )
+        return self._session
 
     async def _client_authentication(self) -> dict[str, Any]:
         """The app's own credential as ``OnBehalfOfCredential`` takes it (files read once)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pydantic import SecretStr
 
@@ -36,8 +36,10 @@ class UserTokens:
         exchange: Exchange,
         *,
         clock: Callable[[], float] = time.time,
+        close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.app_callers = config.app_callers
+        self._close = close
         self.cache = UserTokenCache(
             exchange,
             size=config.user_cache_size,
@@ -64,6 +66,11 @@ class UserTokens:
         user = self.acting_for(caller)
         return None if user is None else await self.cache.token(user)
 
+    async def aclose(self) -> None:
+        """Release the exchange's HTTP session."""
+        if self._close is not None:
+            await self._close()
+
     def saw_provider(self, provider_id: str, provider_type: str) -> None:
         """Warn about a provider no user token can reach (it fetches its own tokens)."""
         if provider_type == _SELF_AUTHENTICATING_PROVIDER:
@@ -87,4 +94,5 @@ def create_user_tokens(config: AzureEntraIdConfig | None) -> UserTokens | None:
     """``UserTokens`` for ``config`` when it asks for ``on_behalf_of``, else None."""
     if config is None or config.user_identity != "on_behalf_of":
         return None
-    return UserTokens(config, OnBehalfOfExchange(config))
+    exchange = OnBehalfOfExchange(config)
+    return UserTokens(config, exchange, close=exchange.aclose)

@@ -131,6 +131,7 @@ class ProxyApp:
                 self.metrics.attach_pool(pool)
             users = create_user_tokens(config.azure_entra_id)
             if users is not None:
+                stack.push_async_callback(users.aclose)
                 register_user_token_metrics(self.metrics.registry, users.cache)
             self._upstream = Upstream(
                 session=session,
