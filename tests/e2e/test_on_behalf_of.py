@@ -248,13 +248,13 @@ def test_cache_stays_within_its_bound_under_many_users(
 
 
 def test_no_user_or_azure_token_reaches_the_logs(
-    library_obo: ServiceHandle, fresh_emulator: EmulatorHandle
+    obo: ServiceHandle, fresh_emulator: EmulatorHandle
 ) -> None:
     emulator = fresh_emulator
     assertion = emulator.user_token(_user("ivan"))
-    assert _query(library_obo, assertion).status_code == 200
+    assert _query(obo, assertion).status_code == 200
     sent = emulator.last_request_headers()[-1]["authorization"].removeprefix("Bearer ")
-    logs = Path(library_obo.log_path).read_text(errors="replace")
+    logs = Path(obo.log_path).read_text(errors="replace")  # written at debug level
     assert assertion not in logs
     assert sent not in logs
     assert not _JWT.search(logs)
