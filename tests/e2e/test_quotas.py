@@ -20,38 +20,13 @@ import pytest
 
 from support.emulator import EmulatorHandle
 from support.metrics import metric
+from support.quotas import KEYS, answered, headers, query, quota_config, spent
 from support.service import ServiceHandle, service_config, stack_environment, start_service
 
 pytestmark = pytest.mark.slow
 
 USER_QUOTA = 400
 CLUSTER_QUOTA = 1_000_000
-KEYS = {name: f"key-of-{name}-0123456789" for name in ("alice", "bob", "carol", "dave")}
-
-
-def quota_config(user_quota: int, cluster_quota: int) -> dict[str, Any]:
-    """``authentication`` with the ``KEYS`` callers and ``quota_handlers`` with two limiters."""
-    return {
-        "authentication": {"module": "api_key", "api_key": {"keys": KEYS}},
-        "quota_handlers": {
-            "limiters": [
-                {
-                    "type": "user_limiter",
-                    "name": "user_daily",
-                    "initial_quota": user_quota,
-                    "quota_increase": 0,
-                    "period": "1 day",
-                },
-                {
-                    "type": "cluster_limiter",
-                    "name": "cluster_daily",
-                    "initial_quota": cluster_quota,
-                    "quota_increase": 0,
-                    "period": "1 day",
-                },
-            ]
-        },
-    }
 
 
 @pytest.fixture(scope="module")
@@ -64,30 +39,10 @@ def quota_service(
         yield handle
 
 
-def _headers(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[user]}"}
-
-
-def query(service: ServiceHandle, user: str, text: str, **fields: Any) -> httpx.Response:
-    body = {"query": text, "generate_topic_summary": False, **fields}
-    return httpx.post(f"{service.url}/v1/query", json=body, headers=_headers(user), timeout=60)
-
-
-def answered(service: ServiceHandle, user: str, text: str) -> dict[str, Any]:
-    response = query(service, user, text)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def spent(body: dict[str, Any]) -> int:
-    return int(body["input_tokens"]) + int(body["output_tokens"])
-
-
 def stream_events(service: ServiceHandle, user: str, text: str) -> list[dict[str, Any]]:
     body = {"query": text, "generate_topic_summary": False}
     response = httpx.post(
-        f"{service.url}/v1/streaming_query", json=body, headers=_headers(user), timeout=60
+        f"{service.url}/v1/streaming_query", json=body, headers=headers(user), timeout=60
     )
     assert response.status_code == 200, response.text
     return [
@@ -193,7 +148,7 @@ def test_used_up_quota_is_refused_429_on_every_route_before_azure_is_called(
     streamed = httpx.post(
         f"{quota_service.url}/v1/streaming_query",
         json={"query": "more"},
-        headers=_headers(user),
+        headers=headers(user),
         timeout=60,
     )
     assert streamed.status_code == 429
