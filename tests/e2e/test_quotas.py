@@ -123,6 +123,30 @@ def test_chat_completion_streams_are_counted_and_keep_the_callers_own_shape(
     assert consumed >= 3 * tokens + spent(end)
 
 
+def test_responses_plain_and_streamed_are_counted_with_their_usage(
+    quota_service: ServiceHandle, emulator: EmulatorHandle
+) -> None:
+    with chat_client(quota_service, "erin") as client:
+        start = answered(quota_service, "erin", "x")["available_quotas"]["user_daily"]
+        plain = client.responses.create(model=emulator.model, input="fourteen fifteen")
+        assert plain.usage is not None
+        tokens = plain.usage.input_tokens + plain.usage.output_tokens
+        assert tokens > 0
+        streamed = [
+            event
+            for event in client.responses.create(
+                model=emulator.model, input="fourteen fifteen", stream=True
+            )
+            if event.type == "response.completed"
+        ]
+        assert len(streamed) == 1 and streamed[0].response.usage is not None
+        streamed_tokens = (
+            streamed[0].response.usage.input_tokens + streamed[0].response.usage.output_tokens
+        )
+    end = answered(quota_service, "erin", "x")
+    assert end["available_quotas"]["user_daily"] == start - tokens - streamed_tokens - spent(end)
+
+
 def test_used_up_quota_is_refused_429_on_every_route_before_azure_is_called(
     quota_service: ServiceHandle, emulator: EmulatorHandle
 ) -> None:

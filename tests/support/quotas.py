@@ -10,7 +10,7 @@ from support.service import ServiceHandle
 
 __all__ = ["KEYS", "answered", "headers", "query", "quota_config", "spent"]
 
-KEYS = {name: f"key-of-{name}-0123456789" for name in ("alice", "bob", "carol", "dave")}
+KEYS = {name: f"key-of-{name}-0123456789" for name in ("alice", "bob", "carol", "dave", "erin")}
 
 
 def quota_config(user_quota: int, cluster_quota: int) -> dict[str, Any]:

@@ -31,11 +31,15 @@ def response_tokens(usage: Any) -> int:
 
 
 def ask_for_usage(params: dict[str, Any]) -> bool:
-    """Make a chat completion stream report its usage; whether the caller asked for it."""
+    """Make a chat completion stream report its usage; whether the caller asked for it.
+
+    ``stream_options`` that is not an object is left for Llama Stack to refuse as it is.
+    """
     options = params.get("stream_options")
-    options = options if isinstance(options, dict) else {}
-    asked = bool(options.get("include_usage"))
-    params["stream_options"] = {**options, "include_usage": True}
+    if options is not None and not isinstance(options, dict):
+        return True
+    asked = bool((options or {}).get("include_usage"))
+    params["stream_options"] = {**(options or {}), "include_usage": True}
     return asked
 
 
