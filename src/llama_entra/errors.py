@@ -313,7 +313,7 @@ class AuthUnavailableError(AuthError):
 class QuotaExceededError(LlamaEntraError):
     """A token quota (``limiter``, a configured limiter's name) has nothing left.
 
-    ``cause`` is lightspeed-stack's wording ("User ID has no available tokens.", "Cluster has
+    ``cause`` is lightspeed-stack's wording ("User ID has no available tokens", "Cluster has
     no available tokens."); ``retry_after`` is the whole seconds until the limiter's period
     turns and its quota is reset or increased.
     """

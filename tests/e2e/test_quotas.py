@@ -152,7 +152,8 @@ def test_used_up_quota_is_refused_429_on_every_route_before_azure_is_called(
 ) -> None:
     """The lightspeed body is lightspeed-stack's ``QuotaExceededResponse.from_exception``
     (src/models/responses.py) with the cause of its ``QuotaExceedError``
-    (src/quota/quota_exceed_error.py): "User <id> has no available tokens."."""
+    (src/quota/quota_exceed_error.py): ``User <id> has no available tokens``, without the full
+    stop the examples in responses.py show."""
     user = "bob"
     for _ in range(40):
         response = query(quota_service, user, "spend spend spend spend spend")
@@ -165,7 +166,7 @@ def test_used_up_quota_is_refused_429_on_every_route_before_azure_is_called(
     assert response.json() == {
         "detail": {
             "response": "The quota has been exceeded",
-            "cause": f"User {user} has no available tokens.",
+            "cause": f"User {user} has no available tokens",
         }
     }
     assert 0 < int(response.headers["retry-after"]) <= 86400
@@ -188,7 +189,7 @@ def test_used_up_quota_is_refused_429_on_every_route_before_azure_is_called(
             assert refused.value.code == "insufficient_quota"
             assert refused.value.type == "insufficient_quota"
             assert refused.value.body == {
-                "message": f"The quota has been exceeded: User {user} has no available tokens.",
+                "message": f"The quota has been exceeded: User {user} has no available tokens",
                 "type": "insufficient_quota",
                 "code": "insufficient_quota",
                 "param": None,

@@ -97,11 +97,11 @@ def test_two_replicas_share_quotas_and_concurrent_requests_overspend_at_most_the
         for replica in pair:
             refused = query(replica, "alice", "again")
             assert refused.status_code == 429
-            assert refused.json()["detail"]["cause"] == "User alice has no available tokens."
+            assert refused.json()["detail"]["cause"] == "User alice has no available tokens"
         if counts[("cluster_daily", "")] <= 0:
             cluster = query(pair[1], "bob", "hello")
             assert cluster.status_code == 429
-            assert cluster.json()["detail"]["cause"] == "Cluster has no available tokens."
+            assert cluster.json()["detail"]["cause"] == "Cluster has no available tokens"
         assert emulator.counters()["completions"] == completions
 
 
@@ -130,6 +130,6 @@ def test_service_mode_service_counts_and_refuses_quotas(
             assert response.json() == {
                 "detail": {
                     "response": "The quota has been exceeded",
-                    "cause": "User carol has no available tokens.",
+                    "cause": "User carol has no available tokens",
                 }
             }

@@ -74,7 +74,8 @@ class Limiter:
         return max(1, int(end - now + 0.999))
 
     def exceeded(self, subject: str) -> str:
-        """lightspeed-stack's cause for a count with nothing left."""
+        """lightspeed-stack's cause for a count with nothing left: its ``QuotaExceedError``'s
+        message (no full stop, unlike the examples of its ``QuotaExceededResponse``)."""
         if self.kind == "cluster":
-            return "Cluster has no available tokens."
-        return f"User {subject} has no available tokens."
+            return "Cluster has no available tokens"
+        return f"User {subject} has no available tokens"

@@ -10,24 +10,24 @@ from llama_entra.errors import QuotaExceededError
 
 
 def test_quota_exceeded_is_lightspeeds_429_with_the_wait() -> None:
-    error = QuotaExceededError("user_daily", "User alice has no available tokens.", 3600)
+    error = QuotaExceededError("user_daily", "User alice has no available tokens", 3600)
     status, body, headers = status_and_body(error)
     assert status == 429
     assert body == {
         "detail": {
             "response": "The quota has been exceeded",
-            "cause": "User alice has no available tokens.",
+            "cause": "User alice has no available tokens",
         }
     }
     assert headers == {"Retry-After": "3600"}
 
 
 def test_quota_exceeded_on_openai_routes_is_insufficient_quota() -> None:
-    error = QuotaExceededError("cluster", "Cluster has no available tokens.", 5)
+    error = QuotaExceededError("cluster", "Cluster has no available tokens", 5)
     status, body, headers = openai_error_of(error)
     assert (status, headers) == (429, {"Retry-After": "5"})
     assert body == {
-        "message": "The quota has been exceeded: Cluster has no available tokens.",
+        "message": "The quota has been exceeded: Cluster has no available tokens",
         "type": "insufficient_quota",
         "code": "insufficient_quota",
         "param": None,

@@ -113,6 +113,6 @@ def test_limiter_causes_use_lightspeed_stack_wording() -> None:
     cluster = Limiter.of(
         QuotaLimiterConfig(type="cluster_limiter", name="all", initial_quota=1, period="1 day")
     )
-    assert user.exceeded("alice") == "User alice has no available tokens."
-    assert cluster.exceeded("") == "Cluster has no available tokens."
+    assert user.exceeded("alice") == "User alice has no available tokens"
+    assert cluster.exceeded("") == "Cluster has no available tokens"
     assert cluster.subject("alice") == "" and user.subject("alice") == "alice"
