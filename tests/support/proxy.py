@@ -12,6 +12,7 @@ from llama_entra.config import LlamaEntraConfig
 from llama_entra.proxy import create_proxy_app
 from support.emulator import EmulatorHandle
 from support.servers import run_uvicorn
+from support.service import entra_section
 
 ProxyFactory = Callable[..., AbstractContextManager[str]]
 
@@ -30,15 +31,7 @@ def proxy(fresh_emulator: EmulatorHandle) -> ProxyFactory:
     ) -> Iterator[str]:
         config = LlamaEntraConfig.model_validate(
             {
-                "azure_entra_id": {
-                    "tenant_id": fresh_emulator.tenant_id,
-                    "client_id": fresh_emulator.client_id,
-                    "client_secret": fresh_emulator.client_secret,
-                    "authority_host": fresh_emulator.url,
-                    "ca_bundle": str(fresh_emulator.ca_path),
-                    "timeout_seconds": 5,
-                    **(entra or {}),
-                },
+                "azure_entra_id": entra_section(fresh_emulator) | dict(entra or {}),
                 "proxy": {
                     "upstream": fresh_emulator.azure_base_url,
                     "ca_bundle": str(fresh_emulator.ca_path),

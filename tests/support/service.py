@@ -53,6 +53,18 @@ def free_port() -> int:
         return port
 
 
+def entra_section(emulator: EmulatorHandle) -> dict[str, Any]:
+    """An ``azure_entra_id`` section for the emulator's demo client (client secret)."""
+    return {
+        "tenant_id": emulator.tenant_id,
+        "client_id": emulator.client_id,
+        "client_secret": emulator.client_secret,
+        "authority_host": emulator.url,
+        "ca_bundle": str(emulator.ca_path),
+        "timeout_seconds": 5,
+    }
+
+
 def entra_identity_environment(emulator: EmulatorHandle) -> dict[str, str]:
     """The azure-identity variables for the emulator's demo client (remote::azure-entra)."""
     return {
@@ -104,15 +116,7 @@ def service_config(
         "llama_stack": llama_stack,
     }
     if with_entra:
-        document["azure_entra_id"] = {
-            "tenant_id": emulator.tenant_id,
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "authority_host": emulator.url,
-            "ca_bundle": str(emulator.ca_path),
-            "timeout_seconds": 5,
-            **(entra or {}),
-        }
+        document["azure_entra_id"] = entra_section(emulator) | (entra or {})
     document |= dict(extra or {})
     path = directory / "llama-entra.yaml"
     path.write_text(yaml.safe_dump(document))

@@ -1,5 +1,5 @@
-"""FastAPI dependencies: the client holder, the conversation store, the topic summarizer, and
-the caller's principal.
+"""FastAPI dependencies: the client holder, the conversation store, the topic summarizer, the
+token quotas, and the caller's principal.
 
 Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
 a thread hop per request for reading an attribute.
@@ -17,9 +17,10 @@ from llama_entra.auth.bearer import bearer_credential
 from llama_entra.conversations import ConversationStore
 from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.identity import bind_caller, caller_from_claims
+from llama_entra.quotas import QuotaLimiter
 from llama_entra.stack import ClientHolder
 
-__all__ = ["ConversationsDep", "HolderDep", "SummariesDep", "authorized"]
+__all__ = ["ConversationsDep", "HolderDep", "QuotasDep", "SummariesDep", "authorized"]
 
 
 async def get_holder(request: Request) -> ClientHolder:
@@ -38,6 +39,12 @@ async def get_summaries(request: Request) -> TopicSummarizer:
     """The background topic summarizer the lifespan built."""
     summaries: TopicSummarizer = request.app.state.summaries
     return summaries
+
+
+async def get_quotas(request: Request) -> QuotaLimiter:
+    """The token quotas the lifespan built."""
+    quotas: QuotaLimiter = request.app.state.quotas
+    return quotas
 
 
 def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
@@ -62,3 +69,4 @@ def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
 HolderDep = Annotated[ClientHolder, Depends(get_holder)]
 ConversationsDep = Annotated[ConversationStore, Depends(get_conversations)]
 SummariesDep = Annotated[TopicSummarizer, Depends(get_summaries)]
+QuotasDep = Annotated[QuotaLimiter, Depends(get_quotas)]

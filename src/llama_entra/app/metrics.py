@@ -2,8 +2,9 @@
 
 Requests by route, method and status; latency by route; requests in progress; the token
 manager's metrics (``llama_entra.entra.metrics``); Azure 401 retries, PermissionDenied answers
-and 429s (retried, or answered to the caller) read from the client holder at scrape time.
-Labels never carry a token, key or principal.
+and 429s (retried, or answered to the caller) read from the client holder at scrape time;
+tokens counted against the quotas and requests refused for quota (by limiter name). Labels never
+carry a token, key or principal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client.registry import Collector
 from llama_entra.azure.metrics import deployment_families
 from llama_entra.entra.metrics import LATENCY_BUCKETS, register_token_metrics
 from llama_entra.identity import register_user_token_metrics
+from llama_entra.quotas import QuotaLimiter
 from llama_entra.stack import ClientHolder
 
 __all__ = ["ServiceMetrics"]
@@ -59,6 +61,29 @@ class _HolderCollector(Collector):
         yield from deployment_families(self.holder.resources.pools)
 
 
+class _QuotaCollector(Collector):
+    """Reads the token quotas' counts on each scrape (this process's, since it started)."""
+
+    def __init__(self, quotas: QuotaLimiter) -> None:
+        self.quotas = quotas
+
+    def collect(self) -> Iterator[Metric]:
+        spent = CounterMetricFamily(
+            "llama_entra_quota_tokens_consumed",
+            "Tokens (prompt plus completion, from Azure's usage) counted against the quotas",
+        )
+        spent.add_metric([], float(self.quotas.tokens_spent))
+        yield spent
+        refused = CounterMetricFamily(
+            "llama_entra_quota_refused_requests",
+            "Requests refused with 429 because a quota had nothing left, by limiter",
+            labels=["limiter"],
+        )
+        for limiter in self.quotas.limiters:
+            refused.add_metric([limiter.name], float(self.quotas.refused[limiter.name]))
+        yield refused
+
+
 class ServiceMetrics:
     """The metrics of one app; ``registry`` is what ``/metrics`` renders."""
 
@@ -83,9 +108,11 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
-    def attach(self, holder: ClientHolder) -> None:
-        """Report the holder's and its token manager's state from now on (called once)."""
+    def attach(self, holder: ClientHolder, quotas: QuotaLimiter | None = None) -> None:
+        """Report the holder's, its token manager's and the quotas' state (called once)."""
         self.registry.register(_HolderCollector(holder))
+        if quotas is not None and quotas.enabled:
+            self.registry.register(_QuotaCollector(quotas))
         if holder.tokens is not None:
             register_token_metrics(self.registry, holder.tokens)
         if holder.users is not None:

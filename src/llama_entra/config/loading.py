@@ -27,6 +27,7 @@ from pydantic import (
 from llama_entra.config.auth import AuthenticationConfig
 from llama_entra.config.base import StrictModel
 from llama_entra.config.entra import AzureEntraIdConfig
+from llama_entra.config.quotas import QuotaHandlersConfig
 from llama_entra.config.service import (
     ConversationIndexConfig,
     FeedbackConfig,
@@ -54,6 +55,10 @@ class LlamaEntraConfig(StrictModel):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     conversation_index: ConversationIndexConfig = Field(default_factory=ConversationIndexConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    quota_handlers: QuotaHandlersConfig = Field(
+        default_factory=QuotaHandlersConfig,
+        description="Token quotas per caller and for the service (none by default).",
+    )
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
