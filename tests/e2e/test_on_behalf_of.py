@@ -25,8 +25,8 @@ from support.service import (
     ServiceHandle,
     service_config,
     stack_environment,
-    start_llama_stack,
     start_service,
+    start_service_mode,
 )
 
 pytestmark = pytest.mark.slow
@@ -55,21 +55,9 @@ def service_obo(
     """The same in service mode, in front of a Llama Stack server (the entrypoint's): the
     user's token travels in the provider data of each call to the server."""
     directory = tmp_path_factory.mktemp("obo-service")
-    env = stack_environment(emulator, directory / "stack-state")
-    (directory / "stack").mkdir()
-    with start_llama_stack(service_config(directory / "stack", emulator), env) as stack:
-        (directory / "service").mkdir()
-        entra, extra = obo_settings(emulator, _CACHE_SIZE)
-        path = service_config(
-            directory / "service",
-            emulator,
-            mode="service",
-            llama_stack_url=stack.url,
-            entra=entra,
-            extra=extra,
-        )
-        with start_service(path, env) as handle:
-            yield handle
+    entra, extra = obo_settings(emulator, _CACHE_SIZE)
+    with start_service_mode(emulator, directory, entra=entra, extra=extra) as handle:
+        yield handle
 
 
 @pytest.fixture(params=["library", "service"])
