@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,27 @@ def test_streamed_and_openai_routes_reach_azure_as_the_user(
             assert "[DONE]" in "".join(sse.iter_text())
     calls = emulator.users()["azure_calls_by_object_id"]
     assert calls == {emulator.user_object_id(judy): 3}
+
+
+def test_background_topic_summary_runs_as_the_requests_user(
+    library_obo: ServiceHandle, fresh_emulator: EmulatorHandle
+) -> None:
+    emulator, kate = fresh_emulator, _user("kate")
+    response = httpx.post(
+        f"{library_obo.url}/v1/query",
+        json={"query": "hello", "generate_topic_summary": True},
+        headers={"Authorization": f"Bearer {emulator.user_token(kate)}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 30
+    calls: dict[str, int] = {}
+    while time.monotonic() < deadline:  # the summary is a call after the answer
+        calls = emulator.users()["azure_calls_by_object_id"]
+        if sum(calls.values()) >= 2:
+            break
+        time.sleep(0.05)
+    assert calls == {emulator.user_object_id(kate): 2}
 
 
 def test_burst_of_fifty_requests_from_a_new_user_makes_one_exchange(
