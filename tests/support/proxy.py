@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -19,18 +19,25 @@ ProxyFactory = Callable[..., AbstractContextManager[str]]
 
 @pytest.fixture
 def proxy(fresh_emulator: EmulatorHandle) -> ProxyFactory:
-    """Start a proxy for the emulator's demo identity (``**changes`` go to ``proxy:``)."""
+    """Start a proxy for the emulator's demo identity (``**changes`` go to ``proxy:``,
+    ``entra`` to ``azure_entra_id:``, ``extra`` to the top level)."""
 
     @contextmanager
-    def start(**changes: Any) -> Iterator[str]:
+    def start(
+        *,
+        entra: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        **changes: Any,
+    ) -> Iterator[str]:
         config = LlamaEntraConfig.model_validate(
             {
-                "azure_entra_id": entra_section(fresh_emulator),
+                "azure_entra_id": entra_section(fresh_emulator) | dict(entra or {}),
                 "proxy": {
                     "upstream": fresh_emulator.azure_base_url,
                     "ca_bundle": str(fresh_emulator.ca_path),
                     **changes,
                 },
+                **(extra or {}),
             }
         )
         with run_uvicorn(create_proxy_app(config)) as url:

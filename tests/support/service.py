@@ -270,17 +270,26 @@ def start_llama_stack(
 
 @contextlib.contextmanager
 def start_service_mode(
-    emulator: EmulatorHandle, directory: Path, *, entra: Mapping[str, Any] | None = None
+    emulator: EmulatorHandle,
+    directory: Path,
+    *,
+    entra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[ServiceHandle]:
     """llama-entra in service mode in front of the container entrypoint's Llama Stack server,
-    both configured from the same ``azure_entra_id`` (plus ``entra``)."""
+    both configured from the same ``azure_entra_id`` (plus ``entra``) and ``extra`` sections."""
     env = stack_environment(emulator, directory / "stack-state")
     (directory / "stack").mkdir()
-    stack_config = service_config(directory / "stack", emulator, entra=entra)
+    stack_config = service_config(directory / "stack", emulator, entra=entra, extra=extra)
     with start_llama_stack(stack_config, env) as stack:
         (directory / "service").mkdir()
         path = service_config(
-            directory / "service", emulator, mode="service", llama_stack_url=stack.url, entra=entra
+            directory / "service",
+            emulator,
+            mode="service",
+            llama_stack_url=stack.url,
+            entra=entra,
+            extra=extra,
         )
         with start_service(path, env) as handle:
             yield handle

@@ -13,8 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llama_entra.auth import Action, Authenticator, Principal
+from llama_entra.auth.bearer import bearer_credential
 from llama_entra.conversations import ConversationStore
 from llama_entra.conversations.topics import TopicSummarizer
+from llama_entra.identity import bind_caller, caller_from_claims
 from llama_entra.quotas import QuotaLimiter
 from llama_entra.stack import ClientHolder
 
@@ -48,7 +50,8 @@ async def get_quotas(request: Request) -> QuotaLimiter:
 def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks it may perform ``action``.
 
-    The principal's name goes to ``request.state.principal`` for the access log.
+    The principal's name goes to ``request.state.principal`` for the access log. With
+    on-behalf-of, the caller (its ids and token) is bound for the request's Azure calls.
     """
 
     async def dependency(request: Request) -> Principal:
@@ -56,6 +59,8 @@ def authorized(action: Action) -> Callable[[Request], Awaitable[Principal]]:
         principal = await authenticator.authenticate(request)
         request.state.principal = principal.name
         authenticator.authorize(principal, action)
+        if getattr(request.app.state, "users", None) is not None:  # on-behalf-of
+            bind_caller(caller_from_claims(principal.attributes, bearer_credential(request)))
         return principal
 
     return dependency

@@ -39,6 +39,7 @@ from llama_entra.conversations.index_postgres import PostgresConversationIndex
 from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
+from llama_entra.identity import create_user_tokens
 from llama_entra.quotas import QuotaLimiter, quota_store
 from llama_entra.stack import ClientHolder
 from llama_entra.stack.build import keep_stack_running, library_database, start_stack
@@ -89,6 +90,10 @@ async def open_resources(
             config, None, manager, mode=config.llama_stack.mode, database=database
         )
         stack.push_async_callback(holder.aclose)
+        holder.users = create_user_tokens(config.azure_entra_id)
+        if holder.users is not None:
+            stack.push_async_callback(holder.users.aclose)
+            logger.info("Azure OpenAI sees each signed-in user (on-behalf-of)")
         if isinstance(index, PostgresConversationIndex) and index.target == database:
             index.on_unavailable = holder.database_lost  # an outage it sees is the stack's too
         try:
@@ -157,6 +162,7 @@ def create_app(
                 held = await stack.enter_async_context(open_resources(config, tokens=tokens))
             app.state.authenticator = held.authenticator
             app.state.holder = held.holder
+            app.state.users = held.holder.users
             app.state.conversations = held.conversations
             app.state.quotas = held.quotas
             summaries = TopicSummarizer(held.holder, held.conversations)
@@ -174,6 +180,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.users = None  # on-behalf-of's per-user tokens, when configured (lifespan)
     app.state.feedback_enabled = config.feedback.enabled  # PUT /v1/feedback/status changes it
     app.state.metrics = ServiceMetrics()
     app.state.metrics_require_auth = config.authentication.model_dump().get(

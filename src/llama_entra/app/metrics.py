@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from llama_entra.azure.metrics import deployment_families
 from llama_entra.entra.metrics import LATENCY_BUCKETS, register_token_metrics
+from llama_entra.identity import register_user_token_metrics
 from llama_entra.quotas import QuotaLimiter
 from llama_entra.stack import ClientHolder
 
@@ -114,6 +115,8 @@ class ServiceMetrics:
             self.registry.register(_QuotaCollector(quotas))
         if holder.tokens is not None:
             register_token_metrics(self.registry, holder.tokens)
+        if holder.users is not None:
+            register_user_token_metrics(self.registry, holder.users.cache)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request."""

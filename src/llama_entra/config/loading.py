@@ -21,6 +21,7 @@ import yaml
 from pydantic import (
     Field,
     ValidationError,
+    model_validator,
 )
 
 from llama_entra.config.auth import AuthenticationConfig
@@ -59,6 +60,25 @@ class LlamaEntraConfig(StrictModel):
         description="Token quotas per caller and for the service (none by default).",
     )
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+
+    @model_validator(mode="after")
+    def _on_behalf_of_knows_its_users(self) -> LlamaEntraConfig:
+        entra = self.azure_entra_id
+        if entra is None or entra.user_identity != "on_behalf_of":
+            return self
+        jwk = self.authentication.jwk if self.authentication.module == "jwk" else None
+        if jwk is None or jwk.allow_any_audience_and_issuer:
+            raise ValueError(
+                "azure_entra_id.user_identity on_behalf_of needs authentication module jwk, "
+                "checking this app's Entra issuer and audience: the caller's token is what "
+                "Entra exchanges"
+            )
+        if jwk.principal_claim != "oid":
+            raise ValueError(
+                "azure_entra_id.user_identity on_behalf_of needs authentication.jwk."
+                "principal_claim oid: the principal (conversations, logs) is the user's object id"
+            )
+        return self
 
 
 def expand_env(value: Any, *, environ: Mapping[str, str] | None = None, path: str = "") -> Any:
