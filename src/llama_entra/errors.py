@@ -27,6 +27,7 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   ├── ModelNotFoundError     unknown model or provider
     │   └── ConversationNotFoundError  unknown conversation (or another caller's)
     ├── InvalidInputError         the caller's input is wrong        -> 422 (or 400)
+    ├── QuotaExceededError        a token quota of the caller or the service is used up -> 429
     └── AuthError                 an inbound caller is not let in
         ├── UnauthenticatedError   no or bad caller credential        -> 401
         ├── ForbiddenError         authenticated, action not allowed  -> 403
@@ -59,6 +60,7 @@ __all__ = [
     "LlamaEntraError",
     "ModelNotFoundError",
     "NotFoundError",
+    "QuotaExceededError",
     "TokenError",
     "TokenRejectedError",
     "TokenUnavailableError",
@@ -306,3 +308,18 @@ class ForbiddenError(AuthError):
 
 class AuthUnavailableError(AuthError):
     """The authentication backend could not be asked; the request is refused (503)."""
+
+
+class QuotaExceededError(LlamaEntraError):
+    """A token quota (``limiter``, a configured limiter's name) has nothing left.
+
+    ``cause`` is lightspeed-stack's wording ("User ID has no available tokens", "Cluster has
+    no available tokens."); ``retry_after`` is the whole seconds until the limiter's period
+    turns and its quota is reset or increased.
+    """
+
+    def __init__(self, limiter: str, cause: str, retry_after: int) -> None:
+        self.limiter = limiter
+        self.cause = cause
+        self.retry_after = retry_after
+        super().__init__(cause)

@@ -88,7 +88,9 @@ def configure_logging(level: str, log_format: Literal["text", "json"] = "text") 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy"):
+    # The clients log request headers at debug level, the provider data (a token) included.
+    quiet = ("llama_stack_client", "ogx_client")
+    for noisy in ("httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy", *quiet):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -44,7 +44,7 @@ def _start(
     strategy: str,
     base_urls: list[str],
 ) -> Iterator[ServiceHandle]:
-    directory = tmp_path_factory.mktemp(f"deployments-{strategy}")
+    directory = tmp_path_factory.mktemp("deployments")
     endpoints = {"azure": {"strategy": strategy, "base_urls": base_urls}}
     path = service_config(directory, emulator, entra={"endpoints": endpoints})
     with start_service(path, stack_environment(emulator, directory / "state")) as handle:
@@ -70,7 +70,7 @@ def streaming(
     for Azure's 45 s, and tests of one file run in any order.
     """
     urls = [emulator.azure_base_url, _resource(emulator, "denmark")]
-    yield from _start(emulator, tmp_path_factory, "streaming", urls)
+    yield from _start(emulator, tmp_path_factory, "priority", urls)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from llama_entra.config import AzureEntraIdConfig
 from llama_entra.entra import TokenManager
 from llama_entra.errors import TokenUnavailableError
+from support.service import entra_section
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +32,7 @@ async def _requests(emulator: Any) -> int:
 async def test_token_manager_long_outage_no_herd_and_first_caller_after_heal_succeeds(
     fresh_emulator: Any,
 ) -> None:
-    config = AzureEntraIdConfig.model_validate(
-        {
-            "tenant_id": fresh_emulator.tenant_id,
-            "client_id": fresh_emulator.client_id,
-            "client_secret": fresh_emulator.client_secret,
-            "authority_host": fresh_emulator.url,
-            "ca_bundle": str(fresh_emulator.ca_path),
-            "timeout_seconds": 5,
-        }
-    )
+    config = AzureEntraIdConfig.model_validate(entra_section(fresh_emulator))
     await asyncio.to_thread(fresh_emulator.fail_next_token_requests, 1_000_000, 503)
     manager = TokenManager(config)
     await manager.start()

@@ -186,6 +186,29 @@ class EmulatorHandle:
         """Move the emulator's time forward until the next reset (windows empty, tokens expire)."""
         self._post("/clock", {"advance_seconds": seconds})
 
+    def user_token(self, user: str = "alice", **options: Any) -> str:
+        """An access token of test ``user`` for the demo app (``app_only``, ``audience``,
+        ``lifetime``: see ``llama_entra.emulator.users``)."""
+        token: str = self._post("/user-token", {"user": user, **options})["access_token"]
+        return token
+
+    def user_object_id(self, user: str) -> str:
+        """The object id (``oid``) of test ``user``."""
+        from llama_entra.emulator.user_directory import user_object_id
+
+        return user_object_id(self.tenant_id, user)
+
+    def set_consent(self, user: str, granted: bool) -> None:
+        """Grant or revoke ``user``'s consent to the app's delegated permission."""
+        self._post("/consent", {"user": user, "granted": granted})
+
+    def users(self) -> dict[str, Any]:
+        """On-behalf-of exchanges per user, Azure calls per token ``oid``."""
+        response = self._http.get("/users")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
     def close(self) -> None:
         """Close the control client (the process is stopped by its owner)."""
         self._http.close()

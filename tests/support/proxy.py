@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,32 +17,32 @@ from llama_entra.config import LlamaEntraConfig
 from llama_entra.proxy import create_proxy_app
 from support.emulator import EmulatorHandle
 from support.servers import run_uvicorn
-from support.service import ServiceHandle, free_port, running_server
+from support.service import ServiceHandle, entra_section, free_port, running_server
 
 ProxyFactory = Callable[..., AbstractContextManager[str]]
 
 
 @pytest.fixture
 def proxy(fresh_emulator: EmulatorHandle) -> ProxyFactory:
-    """Start a proxy for the emulator's demo identity (``**changes`` go to ``proxy:``)."""
+    """Start a proxy for the emulator's demo identity (``**changes`` go to ``proxy:``,
+    ``entra`` to ``azure_entra_id:``, ``extra`` to the top level)."""
 
     @contextmanager
-    def start(**changes: Any) -> Iterator[str]:
+    def start(
+        *,
+        entra: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        **changes: Any,
+    ) -> Iterator[str]:
         config = LlamaEntraConfig.model_validate(
             {
-                "azure_entra_id": {
-                    "tenant_id": fresh_emulator.tenant_id,
-                    "client_id": fresh_emulator.client_id,
-                    "client_secret": fresh_emulator.client_secret,
-                    "authority_host": fresh_emulator.url,
-                    "ca_bundle": str(fresh_emulator.ca_path),
-                    "timeout_seconds": 5,
-                },
+                "azure_entra_id": entra_section(fresh_emulator) | dict(entra or {}),
                 "proxy": {
                     "upstream": fresh_emulator.azure_base_url,
                     "ca_bundle": str(fresh_emulator.ca_path),
                     **changes,
                 },
+                **(extra or {}),
             }
         )
         with run_uvicorn(create_proxy_app(config)) as url:
@@ -56,13 +56,7 @@ def proxy_process(emulator: EmulatorHandle, directory: Path) -> Iterator[Service
     """``llama-entra proxy`` for the emulator's demo identity, quiet, until the block exits."""
     config = {
         "service": {"log_level": "warning"},
-        "azure_entra_id": {
-            "tenant_id": emulator.tenant_id,
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "authority_host": emulator.url,
-            "ca_bundle": str(emulator.ca_path),
-        },
+        "azure_entra_id": entra_section(emulator),
         "proxy": {"upstream": emulator.azure_base_url, "ca_bundle": str(emulator.ca_path)},
     }
     path = directory / "proxy.yaml"

@@ -53,6 +53,18 @@ def free_port() -> int:
         return port
 
 
+def entra_section(emulator: EmulatorHandle) -> dict[str, Any]:
+    """An ``azure_entra_id`` section for the emulator's demo client (client secret)."""
+    return {
+        "tenant_id": emulator.tenant_id,
+        "client_id": emulator.client_id,
+        "client_secret": emulator.client_secret,
+        "authority_host": emulator.url,
+        "ca_bundle": str(emulator.ca_path),
+        "timeout_seconds": 5,
+    }
+
+
 def entra_identity_environment(emulator: EmulatorHandle) -> dict[str, str]:
     """The azure-identity variables for the emulator's demo client (remote::azure-entra)."""
     return {
@@ -104,15 +116,7 @@ def service_config(
         "llama_stack": llama_stack,
     }
     if with_entra:
-        document["azure_entra_id"] = {
-            "tenant_id": emulator.tenant_id,
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "authority_host": emulator.url,
-            "ca_bundle": str(emulator.ca_path),
-            "timeout_seconds": 5,
-            **(entra or {}),
-        }
+        document["azure_entra_id"] = entra_section(emulator) | (entra or {})
     document |= dict(extra or {})
     path = directory / "llama-entra.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -266,17 +270,26 @@ def start_llama_stack(
 
 @contextlib.contextmanager
 def start_service_mode(
-    emulator: EmulatorHandle, directory: Path, *, entra: Mapping[str, Any] | None = None
+    emulator: EmulatorHandle,
+    directory: Path,
+    *,
+    entra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[ServiceHandle]:
     """llama-entra in service mode in front of the container entrypoint's Llama Stack server,
-    both configured from the same ``azure_entra_id`` (plus ``entra``)."""
+    both configured from the same ``azure_entra_id`` (plus ``entra``) and ``extra`` sections."""
     env = stack_environment(emulator, directory / "stack-state")
     (directory / "stack").mkdir()
-    stack_config = service_config(directory / "stack", emulator, entra=entra)
+    stack_config = service_config(directory / "stack", emulator, entra=entra, extra=extra)
     with start_llama_stack(stack_config, env) as stack:
         (directory / "service").mkdir()
         path = service_config(
-            directory / "service", emulator, mode="service", llama_stack_url=stack.url, entra=entra
+            directory / "service",
+            emulator,
+            mode="service",
+            llama_stack_url=stack.url,
+            entra=entra,
+            extra=extra,
         )
         with start_service(path, env) as handle:
             yield handle

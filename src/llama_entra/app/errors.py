@@ -13,6 +13,8 @@ in ``Retry-After`` and the ``x-ratelimit-remaining-*`` headers; on the OpenAI-co
 a blocked prompt or a too-long one is Azure's own error object (``content_filter`` with its
 ``innererror``, ``context_length_exceeded``); on lightspeed's routes a too-long prompt is its
 413 "Prompt is too long" and a blocked prompt a 400 naming the filter categories that fired.
+A used-up token quota is 429 with lightspeed-stack's "The quota has been exceeded" (OpenAI's
+``insufficient_quota`` on its routes) and ``Retry-After`` until the quota's period turns.
 Nothing a caller or Azure can cause becomes a 500, and no body carries a secret or a traceback.
 """
 
@@ -41,6 +43,7 @@ from llama_entra.errors import (
     LlamaEntraError,
     ModelNotFoundError,
     NotFoundError,
+    QuotaExceededError,
     TokenError,
     UnauthenticatedError,
     UpstreamAuthError,
@@ -121,6 +124,10 @@ def status_and_body(
             return 404, error_body(exc.response, str(exc)), {}
         case InvalidInputError():
             return exc.status, error_body(exc.response, exc.cause), {}
+        case QuotaExceededError():
+            # lightspeed-stack's QuotaExceededResponse; the wait is until the period turns.
+            headers = {"Retry-After": str(exc.retry_after)}
+            return 429, error_body("The quota has been exceeded", exc.cause), headers
         case DatabaseUnavailableError():
             return 503, error_body("Database unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamUnavailableError():
@@ -162,6 +169,8 @@ def openai_error_of(exc: LlamaEntraError) -> tuple[int, dict[str, Any], dict[str
     status, body, headers = status_and_body(exc, "openai")
     detail = body["detail"]
     error = openai_error(status, detail["response"], detail["cause"], error_code(exc, status))
+    if isinstance(exc, QuotaExceededError):
+        error["type"] = "insufficient_quota"  # OpenAI's type for a used-up quota
     azure = exc.azure_error if isinstance(exc, UpstreamError) else {}
     if azure:
         error = {**error, **azure, "message": str(azure.get("message") or error["message"])}
@@ -194,6 +203,8 @@ def error_code(exc: LlamaEntraError, status: int) -> str:
             return "azure_rejected_token"
         case AzurePermissionError():
             return "PermissionDenied"
+        case QuotaExceededError():
+            return "insufficient_quota"
         case _:
             return _status_code(status)
 

@@ -1,8 +1,9 @@
 """``create_app(config)``: the FastAPI service. Nothing happens at import time.
 
 The lifespan builds, in order: the inbound authenticator, the Entra token manager (started, but
-it makes no Entra call), the Llama Stack client and the client holder; it closes them in reverse
-order at shutdown. Start-up needs neither Entra ID nor Azure.
+it makes no Entra call), the Llama Stack client and the client holder, and the token quotas
+(counted in the conversation index's database); it closes them in reverse order at shutdown.
+Start-up needs neither Entra ID nor Azure.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from llama_entra.conversations.index_postgres import PostgresConversationIndex
 from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.errors import ConfigError, DatabaseUnavailableError
+from llama_entra.identity import create_user_tokens
+from llama_entra.quotas import QuotaLimiter, quota_store
 from llama_entra.stack import ClientHolder
 from llama_entra.stack.build import keep_stack_running, library_database, start_stack
 from llama_entra.storage.database import DatabaseTarget, configured_database
@@ -55,6 +58,7 @@ class ServiceResources:
     tokens: TokenManager | None
     holder: ClientHolder
     conversations: ConversationStore
+    quotas: QuotaLimiter
 
 
 @asynccontextmanager
@@ -86,6 +90,10 @@ async def open_resources(
             config, None, manager, mode=config.llama_stack.mode, database=database
         )
         stack.push_async_callback(holder.aclose)
+        holder.users = create_user_tokens(config.azure_entra_id)
+        if holder.users is not None:
+            stack.push_async_callback(holder.users.aclose)
+            logger.info("Azure OpenAI sees each signed-in user (on-behalf-of)")
         if isinstance(index, PostgresConversationIndex) and index.target == database:
             index.on_unavailable = holder.database_lost  # an outage it sees is the stack's too
         try:
@@ -97,7 +105,12 @@ async def open_resources(
             logger.info("Llama Stack's stores: %s", database.label)
             keeper = asyncio.create_task(keep_stack_running(config, holder))
             stack.push_async_callback(_cancel, keeper)
-        yield ServiceResources(authenticator, manager, holder, ConversationStore(holder, index))
+        quotas = QuotaLimiter(config.quota_handlers, quota_store(index))
+        if quotas.enabled:
+            names = ", ".join(limiter.name for limiter in quotas.limiters)
+            logger.info("token quotas: %s (counted in the conversation index's database)", names)
+        conversations = ConversationStore(holder, index)
+        yield ServiceResources(authenticator, manager, holder, conversations, quotas)
 
 
 def conversation_index(
@@ -149,13 +162,15 @@ def create_app(
                 held = await stack.enter_async_context(open_resources(config, tokens=tokens))
             app.state.authenticator = held.authenticator
             app.state.holder = held.holder
+            app.state.users = held.holder.users
             app.state.conversations = held.conversations
+            app.state.quotas = held.quotas
             summaries = TopicSummarizer(held.holder, held.conversations)
             # Closed first (the stack unwinds in reverse): pending summaries still have the
             # holder and the store while they finish within the drain limit.
             stack.push_async_callback(summaries.aclose, config.service.shutdown_timeout_seconds)
             app.state.summaries = summaries
-            app.state.metrics.attach(held.holder)
+            app.state.metrics.attach(held.holder, held.quotas)
             logger.info("llama-entra ready (%s mode)", config.llama_stack.mode)
             yield
 
@@ -165,6 +180,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.users = None  # on-behalf-of's per-user tokens, when configured (lifespan)
     app.state.feedback_enabled = config.feedback.enabled  # PUT /v1/feedback/status changes it
     app.state.metrics = ServiceMetrics()
     app.state.metrics_require_auth = config.authentication.model_dump().get(

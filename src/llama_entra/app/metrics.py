@@ -2,15 +2,16 @@
 
 Requests by route, method and status; latency by route; requests in progress; the token
 manager's metrics (``llama_entra.entra.metrics``); Azure 401 retries, PermissionDenied answers
-and 429s (retried, or answered to the caller) read from the client holder at scrape time.
-Labels never carry a token, key or principal.
+and 429s (retried, or answered to the caller) read from the client holder at scrape time;
+tokens counted against the quotas and requests refused for quota (by limiter name). Labels never
+carry a token, key or principal.
 
 With several worker processes (``service.workers``), ``serve`` names a directory in
 ``PROMETHEUS_MULTIPROC_DIR`` before the workers start: prometheus-client's counters, histograms
 and gauges then keep their values in files there, and ``render`` sums every worker's (the
-requests in progress as a live sum). The values read at scrape time from the client holder and
-the token manager (retries, 429s, the token's state) are those of the worker that answered
-the scrape: each worker has its own holder and token.
+requests in progress as a live sum). The values read at scrape time (the client holder's
+retries and 429s, the token's state, the quotas' counts, the per-user token cache) are those
+of the worker that answered the scrape: each worker has its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from prometheus_client.registry import Collector
 
 from llama_entra.azure.metrics import deployment_families
 from llama_entra.entra.metrics import LATENCY_BUCKETS, register_token_metrics
+from llama_entra.identity import register_user_token_metrics
+from llama_entra.quotas import QuotaLimiter
 from llama_entra.stack import ClientHolder
 
 __all__ = ["ServiceMetrics"]
@@ -67,6 +70,29 @@ class _HolderCollector(Collector):
         yield from deployment_families(self.holder.resources.pools)
 
 
+class _QuotaCollector(Collector):
+    """Reads the token quotas' counts on each scrape (this process's, since it started)."""
+
+    def __init__(self, quotas: QuotaLimiter) -> None:
+        self.quotas = quotas
+
+    def collect(self) -> Iterator[Metric]:
+        spent = CounterMetricFamily(
+            "llama_entra_quota_tokens_consumed",
+            "Tokens (prompt plus completion, from Azure's usage) counted against the quotas",
+        )
+        spent.add_metric([], float(self.quotas.tokens_spent))
+        yield spent
+        refused = CounterMetricFamily(
+            "llama_entra_quota_refused_requests",
+            "Requests refused with 429 because a quota had nothing left, by limiter",
+            labels=["limiter"],
+        )
+        for limiter in self.quotas.limiters:
+            refused.add_metric([limiter.name], float(self.quotas.refused[limiter.name]))
+        yield refused
+
+
 class ServiceMetrics:
     """The metrics of one app; ``registry`` is what ``/metrics`` renders."""
 
@@ -95,12 +121,18 @@ class ServiceMetrics:
             multiprocess_mode="livesum",
         )
 
-    def attach(self, holder: ClientHolder) -> None:
-        """Report the holder's and its token manager's state from now on (called once)."""
+    def attach(self, holder: ClientHolder, quotas: QuotaLimiter | None = None) -> None:
+        """Report the holder's, its token manager's and the quotas' state (called once)."""
         self.registry.register(_HolderCollector(holder))
         self._live.register(_HolderCollector(holder))
+        if quotas is not None and quotas.enabled:
+            self.registry.register(_QuotaCollector(quotas))
+            self._live.register(_QuotaCollector(quotas))
         if holder.tokens is not None:
             register_token_metrics(self.registry, holder.tokens, live=self._live)
+        if holder.users is not None:
+            register_user_token_metrics(self.registry, holder.users.cache)
+            register_user_token_metrics(self._live, holder.users.cache)
 
     def render(self) -> bytes:
         """The Prometheus text of ``/metrics``: every worker's when there are several."""

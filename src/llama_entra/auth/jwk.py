@@ -32,6 +32,7 @@ from llama_entra.errors import AuthUnavailableError, UnauthenticatedError
 __all__ = ["JwkAuthenticator"]
 
 logger = logging.getLogger(__name__)
+_IDENTITY_CLAIMS = ("tid", "oid", "idtyp", "scp")
 
 
 class JwkAuthenticator:
@@ -175,4 +176,6 @@ class JwkAuthenticator:
             roles = frozenset(str(role) for role in raw_roles)
         else:
             roles = frozenset()
-        return Principal(name=str(name), roles=roles)
+        # Entra's identity claims, for on-behalf-of (``llama_entra.identity``).
+        attributes = {claim: str(claims[claim]) for claim in _IDENTITY_CLAIMS if claims.get(claim)}
+        return Principal(name=str(name), roles=roles, attributes=attributes)

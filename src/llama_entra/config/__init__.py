@@ -8,6 +8,7 @@ Unknown keys are rejected, secrets are ``SecretStr``, and every problem becomes 
 - ``loading``: the whole document (``LlamaEntraConfig``), ``load_config``, ``expand_env``
 - ``service``: where the service, Llama Stack, the proxy, the index and tracing run
 - ``entra``: the Entra ID identity; ``auth``: inbound authentication
+- ``quotas``: token quotas (``quota_handlers``, lightspeed-stack's shape)
 - ``reference``: the configuration reference page, generated from these models
 """
 
@@ -29,6 +30,12 @@ from llama_entra.config.entra import (
     CredentialKind,
 )
 from llama_entra.config.loading import LlamaEntraConfig, expand_env, load_config, parse_config
+from llama_entra.config.quotas import (
+    QuotaHandlersConfig,
+    QuotaLimiterConfig,
+    QuotaSchedulerConfig,
+    parse_period,
+)
 from llama_entra.config.service import (
     ConversationIndexConfig,
     FeedbackConfig,
@@ -59,6 +66,9 @@ __all__ = [
     "LlamaStackConfig",
     "PostgresConfig",
     "ProxyConfig",
+    "QuotaHandlersConfig",
+    "QuotaLimiterConfig",
+    "QuotaSchedulerConfig",
     "ServiceConfig",
     "StrictModel",
     "TelemetryConfig",
@@ -66,4 +76,5 @@ __all__ = [
     "expand_env",
     "load_config",
     "parse_config",
+    "parse_period",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "AzureEntraIdConfig",
     "AzureRetryPolicy",
     "CredentialKind",
+    "UserIdentity",
 ]
 
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
@@ -29,6 +30,11 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 CredentialKind = Literal[
     "client_secret", "certificate", "managed_identity", "workload_identity", "default"
 ]
+
+
+# Whose identity reaches Azure OpenAI: the service's own, or each signed-in user's (OBO).
+UserIdentity = Literal["service", "on_behalf_of"]
+_OBO_CREDENTIALS = ("client_secret", "certificate", "workload_identity")
 
 
 class AzureRetryPolicy(StrictModel):
@@ -115,6 +121,30 @@ class AzureEntraIdConfig(StrictModel):
         default_factory=AzureRetryPolicy, description="Retries of Azure's 429 (rate limit)."
     )
 
+    user_identity: UserIdentity = Field(
+        "service",
+        description="service: every call reaches Azure as this app; on_behalf_of: as the "
+        "signed-in caller, through Entra's on-behalf-of exchange of the caller's token "
+        "(needs `jwk` inbound authentication for this app's issuer and audience).",
+    )
+    app_callers: Literal["service", "refuse"] = Field(
+        "refuse",
+        description="on_behalf_of: what app-only callers (no user: no `scp` claim, or "
+        "`idtyp: app`) get: the service identity, or 403.",
+    )
+    user_cache_size: int = Field(
+        10_000,
+        ge=1,
+        description="on_behalf_of: users whose Azure token is kept (least recently used "
+        "evicted; about 3 KB each).",
+    )
+    user_exchange_concurrency: int = Field(
+        16,
+        ge=1,
+        description="on_behalf_of: on-behalf-of exchanges in flight with Entra at most "
+        "(many new users at once queue instead of flooding Entra).",
+    )
+
     def resource_urls(self) -> dict[str, list[str]]:
         """Each provider's resources' base URLs (``endpoints``), for the enricher."""
         return {provider: list(spread.base_urls) for provider, spread in self.endpoints.items()}
@@ -144,6 +174,11 @@ class AzureEntraIdConfig(StrictModel):
         if missing:
             raise ValueError(
                 f"credential {self.credential} needs {', '.join(missing)} (missing or empty)"
+            )
+        if self.user_identity == "on_behalf_of" and self.credential not in _OBO_CREDENTIALS:
+            raise ValueError(
+                f"user_identity on_behalf_of needs the app's own client credential "
+                f"({', '.join(_OBO_CREDENTIALS)}), not {self.credential}"
             )
         if not self.authority_host.startswith("https://"):
             raise ValueError("authority_host must be an https:// URL")

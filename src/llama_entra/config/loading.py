@@ -21,11 +21,13 @@ import yaml
 from pydantic import (
     Field,
     ValidationError,
+    model_validator,
 )
 
 from llama_entra.config.auth import AuthenticationConfig
 from llama_entra.config.base import StrictModel
 from llama_entra.config.entra import AzureEntraIdConfig
+from llama_entra.config.quotas import QuotaHandlersConfig
 from llama_entra.config.service import (
     ConversationIndexConfig,
     FeedbackConfig,
@@ -53,7 +55,30 @@ class LlamaEntraConfig(StrictModel):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     conversation_index: ConversationIndexConfig = Field(default_factory=ConversationIndexConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    quota_handlers: QuotaHandlersConfig = Field(
+        default_factory=QuotaHandlersConfig,
+        description="Token quotas per caller and for the service (none by default).",
+    )
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+
+    @model_validator(mode="after")
+    def _on_behalf_of_knows_its_users(self) -> LlamaEntraConfig:
+        entra = self.azure_entra_id
+        if entra is None or entra.user_identity != "on_behalf_of":
+            return self
+        jwk = self.authentication.jwk if self.authentication.module == "jwk" else None
+        if jwk is None or jwk.allow_any_audience_and_issuer:
+            raise ValueError(
+                "azure_entra_id.user_identity on_behalf_of needs authentication module jwk, "
+                "checking this app's Entra issuer and audience: the caller's token is what "
+                "Entra exchanges"
+            )
+        if jwk.principal_claim != "oid":
+            raise ValueError(
+                "azure_entra_id.user_identity on_behalf_of needs authentication.jwk."
+                "principal_claim oid: the principal (conversations, logs) is the user's object id"
+            )
+        return self
 
 
 def expand_env(value: Any, *, environ: Mapping[str, str] | None = None, path: str = "") -> Any:

@@ -176,6 +176,13 @@ class SqliteConversationIndex:
     async def _run[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._runner.run(work)
 
+    async def run[T](self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on this database, for the other tables kept in it (token quotas).
+
+        ``work`` may run twice (``SqliteRunner``): it must only touch the database.
+        """
+        return await self._runner.run(work)
+
     def close(self) -> None:
         """Close the connections (the next call opens new ones)."""
         self._runner.close()

@@ -106,6 +106,14 @@ class PostgresConversationIndex:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def run[T](self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``work`` on a pooled connection, for the other tables kept here (token quotas).
+
+        A connection the server had closed is replaced and ``work`` run again; a lost database
+        is a ``DatabaseUnavailableError``.
+        """
+        return await self._run(work)
+
     def _lost(self, exc: BaseException) -> DatabaseUnavailableError:
         error = unavailable(exc, self.target)
         self._report(error)

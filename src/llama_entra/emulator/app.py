@@ -13,6 +13,7 @@ from llama_entra.emulator.embeddings import embedding_routes
 from llama_entra.emulator.entra import entra_routes
 from llama_entra.emulator.responses import response_routes
 from llama_entra.emulator.state import EmulatorSettings, EmulatorState
+from llama_entra.emulator.users import user_routes
 
 __all__ = ["create_emulator_app"]
 
@@ -28,6 +29,7 @@ def create_emulator_app(settings: EmulatorSettings) -> Starlette:
     app = Starlette(
         routes=[
             *control_routes(),
+            *user_routes(),  # before entra_routes: its token endpoint adds on-behalf-of
             *azure_openai_routes(),
             *embedding_routes(),
             *response_routes(),

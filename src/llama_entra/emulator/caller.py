@@ -11,8 +11,9 @@ Checked in Azure's order, each refusal with Azure's own body:
    (https://cognitiveservices.azure.com), or have expired."}`` (no ``error`` wrapper).
 4. A valid token whose principal (``oid``) lost its role (``roles``): 401 ``PermissionDenied``.
 
-The ``unauthorized`` counter counts the refusals of 1. and 3. (no credential, a token Azure
-rejects), not ``PermissionDenied``.
+Every call with a valid token counts under the token's ``oid`` (``GET /_emulator/users``),
+so tests see whose identity reached Azure. The ``unauthorized`` counter counts the refusals
+of 1. and 3. (no credential, a token Azure rejects), not ``PermissionDenied``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def check_caller(state: EmulatorState, request: Request) -> Refusal | None:
         state.unauthorized += 1
         refused: dict[str, object] = {"statusCode": 401, "message": _REFUSED_MESSAGE}
         return Refusal(JSONResponse(refused, status_code=401), "unauthorized")
+    state.users.azure_calls[issued.object_id] += 1
     if issued.object_id in state.roles_removed:
         return Refusal(JSONResponse(permission_denied_body(), status_code=401), "permission_denied")
     return None

@@ -22,7 +22,15 @@ from starlette.routing import Route
 from llama_entra.emulator.roles import SYSTEM_ASSIGNED, object_id_for
 from llama_entra.emulator.state import EmulatorState, IssuedToken
 
-__all__ = ["FEDERATED_AUDIENCE", "entra_routes", "issue_federated_token", "signing_key_id"]
+__all__ = [
+    "FEDERATED_AUDIENCE",
+    "EntraError",
+    "apply_faults",
+    "authenticate_client",
+    "entra_routes",
+    "issue_federated_token",
+    "signing_key_id",
+]
 
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -108,7 +116,7 @@ async def token(request: Request) -> Response:
     state.token_requests += 1
     state.token_requests_by_client[client_id or "-"] += 1
     try:
-        await _apply_faults(state)
+        await apply_faults(state)
         tenant = request.path_params["tenant"]
         if tenant != state.settings.tenant_id:
             raise _unknown_tenant(tenant)
@@ -125,7 +133,7 @@ async def token(request: Request) -> Response:
                 f"The provided value for scope {scope} is not valid. Client credential flows "
                 "must have a scope value with /.default suffixed to the resource identifier.",
             )
-        _authenticate_client(state, form, f"{_base(request)}/{tenant}/oauth2/v2.0/token")
+        authenticate_client(state, form, f"{_base(request)}/{tenant}/oauth2/v2.0/token")
     except EntraError as error:
         return error.response()
     access_token, lifetime = issue_access_token(state, client_id, scope.removesuffix("/.default"))
@@ -147,7 +155,7 @@ async def managed_identity(request: Request) -> Response:
     state.token_requests += 1
     state.token_requests_by_client[client_id] += 1
     try:
-        await _apply_faults(state)
+        await apply_faults(state)
     except EntraError as error:
         return error.response()
     header = request.headers.get("x-identity-header", "")
@@ -170,16 +178,19 @@ async def managed_identity(request: Request) -> Response:
     )
 
 
-def issue_access_token(state: EmulatorState, client_id: str, audience: str) -> tuple[str, int]:
+def issue_access_token(
+    state: EmulatorState, client_id: str, audience: str, *, user: str | None = None
+) -> tuple[str, int]:
     """Sign a new access token (a JWT, like Entra's) and remember it as valid.
 
     ``aud`` is the resource of the requested scope (``https://cognitiveservices.azure.com``
-    for Azure OpenAI's), ``oid`` the principal's object id (``roles.object_id_for``).
+    for Azure OpenAI's), ``oid`` the principal's object id (``roles.object_id_for``), or the
+    object id ``user`` for a delegated token (on-behalf-of).
     """
     now = int(state.clock())
     lifetime = state.token_lifetime
     tenant = state.settings.tenant_id
-    object_id = object_id_for(tenant, client_id)
+    object_id = user or object_id_for(tenant, client_id)
     claims = {
         "aud": audience,
         "iss": f"https://sts.windows.net/{tenant}/",
@@ -195,6 +206,8 @@ def issue_access_token(state: EmulatorState, client_id: str, audience: str) -> t
         "ver": "1.0",
         "jti": uuid.uuid4().hex,
     }
+    if user is not None:
+        claims |= {"idtyp": "user", "scp": "user_impersonation", "roles": []}
     signed = jwt.encode(
         claims, state.signing_key, algorithm="RS256", headers={"kid": signing_key_id}
     )
@@ -215,7 +228,8 @@ def issue_federated_token(state: EmulatorState, subject: str, lifetime: int = 36
     return jwt.encode(claims, state.signing_key, algorithm="RS256", headers={"kid": "k8s"})
 
 
-async def _apply_faults(state: EmulatorState) -> None:
+async def apply_faults(state: EmulatorState) -> None:
+    """Injected delays and failures of token requests (``POST /_emulator/faults``)."""
     faults = state.faults
     if faults.delay_token_requests > 0:
         faults.delay_token_requests -= 1
@@ -229,7 +243,8 @@ async def _apply_faults(state: EmulatorState) -> None:
         )
 
 
-def _authenticate_client(state: EmulatorState, form: dict[str, str], endpoint: str) -> None:
+def authenticate_client(state: EmulatorState, form: dict[str, str], endpoint: str) -> None:
+    """The app's own client authentication (secret or assertion), or Entra's refusal."""
     client_id = form.get("client_id", "")
     if not _registered(state, client_id):
         raise EntraError(

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from llama_entra.emulator.limits import DeploymentLimits, UsageWindow
+from llama_entra.emulator.user_directory import UserDirectory
 
 __all__ = ["OUTCOMES", "EmulatorSettings", "EmulatorState", "Faults", "IssuedToken"]
 
@@ -115,6 +116,7 @@ class EmulatorState:
     windows: dict[str, UsageWindow] = field(default_factory=dict)
     roles_removed: set[str] = field(default_factory=set)
     azure_calls: dict[str, collections.Counter[str]] = field(default_factory=dict)
+    users: UserDirectory = field(default_factory=UserDirectory)  # on-behalf-of
     _start_clock: Callable[[], float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +140,7 @@ class EmulatorState:
         self.windows.clear()
         self.roles_removed.clear()
         self.azure_calls.clear()
+        self.users.reset()
         self.clock = self._start_clock
 
     def advance_clock(self, seconds: float) -> None:

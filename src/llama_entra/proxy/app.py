@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from llama_entra.auth import Authenticator, build_authenticator, warn_if_exposed
+from llama_entra.auth.bearer import bearer_credential
 from llama_entra.azure import DeploymentPool
 from llama_entra.config import LlamaEntraConfig
 from llama_entra.entra import TokenManager, create_token_manager
@@ -35,6 +36,12 @@ from llama_entra.errors import (
     UnauthenticatedError,
     UpstreamError,
     UpstreamUnavailableError,
+)
+from llama_entra.identity import (
+    bind_caller,
+    caller_from_claims,
+    create_user_tokens,
+    register_user_token_metrics,
 )
 from llama_entra.proxy.forward import ClientGoneError, Upstream, forward
 from llama_entra.proxy.metrics import ProxyMetrics
@@ -84,8 +91,12 @@ class ProxyApp:
             return response.status_code
         try:
             if self._authenticator.module != "noop":
-                principal = await self._authenticator.authenticate(Request(scope, receive))
+                request = Request(scope, receive)
+                principal = await self._authenticator.authenticate(request)
                 self._authenticator.authorize(principal, "chat")
+                if self._upstream.users is not None:  # the caller's token is exchanged
+                    attributes = principal.attributes
+                    bind_caller(caller_from_claims(attributes, bearer_credential(request)))
             return await forward(scope, receive, send, self._upstream)
         except ClientGoneError:
             return _CLIENT_CLOSED
@@ -118,6 +129,10 @@ class ProxyApp:
                 strategy = config.proxy.upstreams.strategy if config.proxy.upstreams else "priority"
                 pool = DeploymentPool(urls, strategy)
                 self.metrics.attach_pool(pool)
+            users = create_user_tokens(config.azure_entra_id)
+            if users is not None:
+                stack.push_async_callback(users.aclose)
+                register_user_token_metrics(self.metrics.registry, users.cache)
             self._upstream = Upstream(
                 session=session,
                 tokens=manager,
@@ -125,6 +140,7 @@ class ProxyApp:
                 replay_limit_bytes=config.proxy.replay_limit_bytes,
                 metrics=self.metrics,
                 pool=pool,
+                users=users,
             )
             self._authenticator = authenticator
             yield

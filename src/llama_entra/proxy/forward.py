@@ -31,6 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 from llama_entra.azure import DeploymentPool
 from llama_entra.entra import TokenManager
 from llama_entra.errors import AzureUnreachableError, UpstreamError, UpstreamUnavailableError
+from llama_entra.identity import UserTokens
 from llama_entra.proxy.metrics import ProxyMetrics
 from llama_entra.proxy.refusals import raise_if_refused
 from llama_entra.proxy.upstream import upstream_url
@@ -73,6 +74,17 @@ class Upstream:
     replay_limit_bytes: int
     metrics: ProxyMetrics
     pool: DeploymentPool | None = None  # several upstreams (``proxy.upstreams``)
+    users: UserTokens | None = None  # on-behalf-of: the caller's own identity
+
+    async def token(self) -> SecretStr:
+        """The calling user's token (on-behalf-of), else the proxy's own."""
+        user_token = await self.users.token() if self.users is not None else None
+        return user_token if user_token is not None else await self.tokens.token()
+
+    def invalidate(self, rejected: SecretStr) -> None:
+        """Azure refused ``rejected``: drop it from the user's or the proxy's cache."""
+        if self.users is None or not self.users.drop(rejected):
+            self.tokens.invalidate(rejected)
 
 
 class ClientGoneError(Exception):
@@ -185,15 +197,15 @@ async def _send_with_token(
     replayable: bool,
 ) -> aiohttp.ClientResponse:
     """Send with the held Entra token; a 401 is sent again once with a fresh one (if it can)."""
-    token = await upstream.tokens.token()
+    token = await upstream.token()
     response = await _send(upstream.session, method, url, headers, body, token)
     if response.status == 401 and replayable:
         response.release()
         logger.info("upstream answered 401; retrying once with a fresh Entra ID token")
         upstream.metrics.unauthorized_retries.inc()
         with spans.span("azure.unauthorized_retry", {"llama_entra.retry.reason": "azure_401"}):
-            upstream.tokens.invalidate(token)
-            token = await upstream.tokens.token()
+            upstream.invalidate(token)
+            token = await upstream.token()
             response = await _send(upstream.session, method, url, headers, body, token)
     return response
 

@@ -40,6 +40,7 @@ from llama_entra.errors import (
     UpstreamConnectionError,
     UpstreamError,
 )
+from llama_entra.identity import UserPermissionError, UserTokens
 from llama_entra.stack.models import ModelInfo
 from llama_entra.stack.permission import PermissionWatch, is_permission_denied
 from llama_entra.stack.resources import ResourceRouter
@@ -74,6 +75,7 @@ class ClientHolder:
         self.config = config
         self.backend = active_backend()
         self.tokens = tokens
+        self.users: UserTokens | None = None  # on-behalf-of: the caller's own token
         self.mode = mode
         self.database = database
         self.header = config.llama_stack.provider_data_header or self.backend.provider_data_header
@@ -160,6 +162,8 @@ class ClientHolder:
         found: dict[str, str] = {}
         for provider in providers:
             if provider.provider_type != AZURE_PROVIDER_TYPE:
+                if self.users is not None:
+                    self.users.saw_provider(provider.provider_id, provider.provider_type)
                 continue
             own = str(provider.config.get("base_url") or "")
             self.resources.saw_provider(provider.provider_id, own)
@@ -242,12 +246,18 @@ class ClientHolder:
         data: dict[str, Any] = dict(self.config.llama_stack.provider_data)
         if model is not None and model.azure and self.tokens is not None:
             bases = await self.azure_bases()
-            token = await self.tokens.token()
+            token = await self._token()
             data["azure_api_key"] = token.get_secret_value()
             data["azure_api_base"] = bases[model.provider_id]
         if not data:
             return {}
         return {self.header: json.dumps(data)}
+
+    async def _token(self) -> SecretStr:
+        """The calling user's token (on-behalf-of), else the service's."""
+        assert self.tokens is not None  # noqa: S101 - only asked for when there is one
+        user_token = await self.users.token() if self.users is not None else None
+        return user_token if user_token is not None else await self.tokens.token()
 
     async def chat(self, model: ModelInfo, params: JSON) -> JSON:
         """A chat completion from ``model`` (``params`` as OpenAI's body)."""
@@ -399,6 +409,9 @@ class ClientHolder:
         if isinstance(exc, ContextLengthError) and model is not None:
             exc.model = model.own_id
         if model is not None and model.azure and is_permission_denied(exc):
+            user = self.users.acting_for() if self.users is not None else None
+            if user is not None:  # the user's own role, not the service's health
+                raise UserPermissionError(user.object_id) from exc
             raise self.permission.refused(self._token_in(headers)) from exc
 
     def _should_retry(
@@ -426,7 +439,9 @@ class ClientHolder:
             return
         self.unauthorized_retries += 1
         logger.info("Azure OpenAI rejected the Entra ID token; fetching a new one")
-        self.tokens.invalidate(SecretStr(rejected) if rejected else None)
+        token = SecretStr(rejected) if rejected else None
+        if self.users is None or not self.users.drop(token):
+            self.tokens.invalidate(token)
 
     def _token_in(self, headers: Mapping[str, str]) -> str | None:
         raw = headers.get(self.header)

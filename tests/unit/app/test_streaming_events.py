@@ -34,7 +34,7 @@ def _events(stream: _Stream) -> list[dict[str, Any]]:
 
 def test_error_after_the_first_token_is_an_error_event_with_status_code() -> None:
     turn = PreparedTurn(QueryRequest(query="hi"), "anonymous", _MODEL, "conv_x", [])
-    stream = _Stream(None, None, turn, _chunk("hello"), _failing_after_one())  # type: ignore[arg-type]
+    stream = _Stream(None, None, None, turn, _chunk("hello"), _failing_after_one())  # type: ignore[arg-type]
     events = _events(stream)
     assert [e["event"] for e in events] == ["start", "token", "token", "error"]
     assert events[0]["data"] == {"conversation_id": "conv_x", "request_id": "req-1"}
@@ -47,7 +47,7 @@ def test_error_after_the_first_token_is_an_error_event_with_status_code() -> Non
 
 def test_text_stream_reports_an_error_as_a_status_line() -> None:
     turn = PreparedTurn(QueryRequest(query="hi"), "anonymous", _MODEL, "conv_x", [])
-    stream = _Stream(None, None, turn, _chunk("hello"), _failing_after_one())  # type: ignore[arg-type]
+    stream = _Stream(None, None, None, turn, _chunk("hello"), _failing_after_one())  # type: ignore[arg-type]
 
     async def collect() -> str:
         return "".join([text async for text in stream.text()])

@@ -124,3 +124,29 @@ def test_proxy_upstreams_order_and_checks() -> None:
     assert parse_config({}).proxy.upstream_urls() == []
     with pytest.raises(ConfigError, match="not an http"):
         parse_config({"proxy": {"upstreams": {"base_urls": ["east.openai.azure.com"]}}})
+
+
+def _obo_document(authentication: dict[str, object]) -> dict[str, object]:
+    return {
+        "azure_entra_id": {
+            "tenant_id": "t",
+            "client_id": "c",
+            "client_secret": "s",
+            "user_identity": "on_behalf_of",
+        },
+        "authentication": authentication,
+    }
+
+
+def test_on_behalf_of_refuses_to_start_without_jwk_authentication() -> None:
+    with pytest.raises(ConfigError, match="needs authentication module jwk"):
+        parse_config(_obo_document({"module": "noop"}))
+
+
+def test_on_behalf_of_needs_the_object_id_as_principal() -> None:
+    jwk = {"jwks_url": "https://idp/keys", "issuer": "https://idp", "audience": ["api://c"]}
+    with pytest.raises(ConfigError, match="principal_claim oid"):
+        parse_config(_obo_document({"module": "jwk", "jwk": jwk}))
+    config = parse_config(_obo_document({"module": "jwk", "jwk": jwk | {"principal_claim": "oid"}}))
+    assert config.azure_entra_id is not None
+    assert config.azure_entra_id.app_callers == "refuse"

@@ -135,7 +135,10 @@ def service_info(request: Request, holder: ClientHolder) -> dict[str, Any]:
         entra = {
             "identity": holder.tokens.identity,
             **holder.tokens.status().model_dump(mode="json"),
+            "user_identity": "service" if holder.users is None else "on_behalf_of",
         }
+        if holder.users is not None:
+            entra["cached_users"] = len(holder.users.cache)
     backend = holder.backend
     version = package_version("llama-entra")
     return {

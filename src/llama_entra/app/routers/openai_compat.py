@@ -2,7 +2,9 @@
 
 Bodies pass to Llama Stack as they came, with the Entra token added per call, so the ``openai``
 SDK can use the service as base URL. Streams are relayed chunk by chunk as server-sent events.
-Errors have OpenAI's shape (``{"error": {message, type, code}}``), also inside a stream. A
+Errors have OpenAI's shape (``{"error": {message, type, code}}``), also inside a stream.
+Token quotas are checked before the model is asked (429 ``insufficient_quota``) and charged
+with the usage Azure reports (``app.usage`` for streams). A
 ``conversation`` on ``/v1/responses`` must be the caller's own (or one without an owner).
 """
 
@@ -15,9 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, StreamingResponse
 
-from llama_entra.app.deps import ConversationsDep, HolderDep, authorized
+from llama_entra.app.deps import ConversationsDep, HolderDep, QuotasDep, authorized
 from llama_entra.app.errors import openai_error_of
 from llama_entra.app.schemas import ChatCompletionRequest, OpenAIErrorResponse, ResponsesRequest
+from llama_entra.app.usage import StreamUsage, ask_for_usage, chat_tokens, response_tokens
 from llama_entra.auth import Principal
 from llama_entra.backends.upstream import looks_like_azure_refusal
 from llama_entra.errors import LlamaEntraError, UpstreamError
@@ -36,26 +39,38 @@ _LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.qu
 async def chat_completions(
     body: ChatCompletionRequest,
     holder: HolderDep,
-    _: Annotated[Principal, Depends(authorized("chat"))],
+    quotas: QuotasDep,
+    principal: Annotated[Principal, Depends(authorized("chat"))],
 ) -> Any:
     """OpenAI chat completion (``stream: true`` answers ``text/event-stream``)."""
+    await quotas.check(principal.name)
     model = await holder.resolve_model(body.model)
     params = body.model_dump(exclude_unset=True)
     if not body.stream:
-        return JSONResponse(await holder.chat(model, params))
+        completion = await holder.chat(model, params)
+        await quotas.spend(principal.name, chat_tokens(completion.get("usage")))
+        return JSONResponse(completion)
+    usage = StreamUsage(quotas, principal.name)
+    if quotas.enabled:
+        usage.caller_asked = ask_for_usage(params)
     chunks = holder.chat_stream(model, params)
     first = await anext(chunks, None)
-    return StreamingResponse(_chat_sse(first, chunks), media_type="text/event-stream")
+    return StreamingResponse(_chat_sse(first, chunks, usage), media_type="text/event-stream")
 
 
 async def _chat_sse(
-    first: dict[str, Any] | None, chunks: AsyncGenerator[dict[str, Any], None]
+    first: dict[str, Any] | None,
+    chunks: AsyncGenerator[dict[str, Any], None],
+    usage: StreamUsage,
 ) -> AsyncIterator[bytes]:
     try:
         chunk = first
         while chunk is not None:
-            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            shown = usage.relay(chunk)
+            if shown is not None:
+                yield b"data: " + json.dumps(shown).encode() + b"\n\n"
             chunk = await anext(chunks, None)
+        await usage.spend()
         yield b"data: [DONE]\n\n"
     except LlamaEntraError as exc:
         yield b"data: " + json.dumps({"error": _error(exc)}).encode() + b"\n\n"
@@ -68,9 +83,11 @@ async def responses(
     body: ResponsesRequest,
     holder: HolderDep,
     store: ConversationsDep,
+    quotas: QuotasDep,
     principal: Annotated[Principal, Depends(authorized("responses"))],
 ) -> Any:
     """OpenAI Responses API through Llama Stack's implementation (``conversation`` works)."""
+    await quotas.check(principal.name)
     model = await holder.resolve_model(body.model)
     params = body.model_dump(exclude_unset=True) | {"model": model.id}
     params.pop("stream", None)
@@ -86,6 +103,7 @@ async def responses(
             lambda headers, model_id: client.create_response(params | {"model": model_id}, headers),
             name="responses",
         )
+        await quotas.spend(principal.name, response_tokens(result.get("usage")))
         return JSONResponse(result)
 
     async def open_stream(headers: dict[str, str], model_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -93,7 +111,8 @@ async def responses(
 
     events = holder.stream(model, open_stream, name="responses")
     first = await anext(events, None)
-    return StreamingResponse(_responses_sse(first, events), media_type="text/event-stream")
+    usage = StreamUsage(quotas, principal.name)
+    return StreamingResponse(_responses_sse(first, events, usage), media_type="text/event-stream")
 
 
 async def _refusal_first(
@@ -130,11 +149,16 @@ def _failure_text(event: dict[str, Any]) -> str:
 
 
 async def _responses_sse(
-    first: dict[str, Any] | None, events: AsyncGenerator[dict[str, Any], None]
+    first: dict[str, Any] | None,
+    events: AsyncGenerator[dict[str, Any], None],
+    usage: StreamUsage,
 ) -> AsyncIterator[bytes]:
     try:
         event = first
         while event is not None:
+            usage.event(event)
+            if event.get("type") == "response.completed":
+                await usage.spend()  # before the caller sees the end
             data = json.dumps(event)
             yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
             event = await anext(events, None)

@@ -1,7 +1,8 @@
 """``POST /v1/query``: a question, answered in one JSON body (lightspeed-stack's contract).
 
 Inference goes through Llama Stack's chat completions (so an Azure 401 is seen and retried once
-with a fresh token); turns are kept in the caller's Llama Stack conversation.
+with a fresh token); turns are kept in the caller's Llama Stack conversation. Token quotas are
+checked before the model is asked and charged with Azure's usage after it answered.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from llama_entra.app import turns
-from llama_entra.app.deps import ConversationsDep, HolderDep, SummariesDep, authorized
+from llama_entra.app.deps import ConversationsDep, HolderDep, QuotasDep, SummariesDep, authorized
 from llama_entra.app.schemas import ErrorResponse, QueryRequest, QueryResponse
 from llama_entra.auth import Principal
 
@@ -29,14 +30,20 @@ async def query(
     holder: HolderDep,
     store: ConversationsDep,
     summaries: SummariesDep,
+    quotas: QuotasDep,
     principal: Annotated[Principal, Depends(authorized("query"))],
 ) -> QueryResponse:
-    """Ask the model; continue ``conversation_id`` when given, else start a conversation."""
+    """Ask the model; continue ``conversation_id`` when given, else start a conversation.
+
+    A caller whose token quota is used up gets 429 before the model is asked.
+    """
+    await quotas.check(principal.name)
     turn = await turns.prepare(holder, store, body, principal.name)
     completion = await holder.chat(turn.model, {"messages": turn.messages})
     answer = turns.answer_text(completion)
     conversation_id = await turns.finish(summaries, store, turn, answer)
     input_tokens, output_tokens = turns.usage_tokens(completion.get("usage"))
+    available = await quotas.spend(principal.name, input_tokens + output_tokens)
     return QueryResponse(
         conversation_id=conversation_id,
         response=answer,
@@ -44,4 +51,5 @@ async def query(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         content_filtered=turns.content_filtered(completion),
+        available_quotas=available,
     )

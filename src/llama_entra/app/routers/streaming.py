@@ -6,8 +6,9 @@ it arrives (never buffered), ``turn_complete`` {id, token: the whole answer}, th
 {data: {referenced_documents, truncated, input_tokens, output_tokens, content_filtered},
 available_quotas}, or an ``error`` {status_code, response, cause}. ``content_filtered`` is true
 when Azure's content filter cut the answer (``finish_reason: content_filter``): the tokens sent
-are what Azure produced before it. ``media_type: text/plain`` answers the bare text
-(an error as ``Status: N - response - cause``).
+are what Azure produced before it. ``available_quotas`` is what each token quota has left once
+the usage Azure reports at the stream's end is counted. ``media_type: text/plain`` answers the
+bare text (an error as ``Status: N - response - cause``).
 
 The first chunk is awaited before anything is sent, on purpose: a token, model or conversation
 failure before the answer starts is a plain HTTP error with a status a client can act on.
@@ -27,7 +28,7 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import Response, StreamingResponse
 
 from llama_entra.app import turns
-from llama_entra.app.deps import ConversationsDep, HolderDep, SummariesDep, authorized
+from llama_entra.app.deps import ConversationsDep, HolderDep, QuotasDep, SummariesDep, authorized
 from llama_entra.app.errors import status_and_body
 from llama_entra.app.routers.query import ERRORS
 from llama_entra.app.schemas import QueryRequest
@@ -35,6 +36,7 @@ from llama_entra.auth import Principal
 from llama_entra.conversations import ConversationStore
 from llama_entra.conversations.topics import TopicSummarizer
 from llama_entra.errors import LlamaEntraError
+from llama_entra.quotas import QuotaLimiter
 
 __all__ = ["router"]
 
@@ -53,9 +55,11 @@ async def streaming_query(
     holder: HolderDep,
     store: ConversationsDep,
     summaries: SummariesDep,
+    quotas: QuotasDep,
     principal: Annotated[Principal, Depends(authorized("streaming_query"))],
 ) -> Response:
     """Like ``/v1/query``, answered as it is generated (see the module docstring)."""
+    await quotas.check(principal.name)
     turn = await turns.prepare(holder, store, body, principal.name)
     params = {"messages": turn.messages, "stream_options": {"include_usage": True}}
     chunks = holder.chat_stream(turn.model, params)
@@ -76,7 +80,7 @@ async def streaming_query(
     except BaseException:
         await chunks.aclose()
         raise
-    stream = _Stream(summaries, store, turn, first, chunks)
+    stream = _Stream(summaries, store, quotas, turn, first, chunks)
     headers = {"X-Conversation-ID": conversation_id}
     if body.media_type == "text/plain":
         return StreamingResponse(stream.text(), media_type="text/plain", headers=headers)
@@ -93,12 +97,14 @@ async def streaming_query(
 class _Stream:
     summaries: TopicSummarizer
     store: ConversationStore
+    quotas: QuotaLimiter
     turn: turns.PreparedTurn
     first: dict[str, Any] | None
     chunks: Chunks
     parts: list[str] = field(default_factory=list)
     usage: Any = None
     filtered: bool = False  # Azure's content filter cut the answer
+    available: dict[str, int] = field(default_factory=dict)  # quotas left after the answer
 
     async def _texts(self) -> AsyncIterator[str]:
         """The answer's text pieces as they arrive; records the turn at the end."""
@@ -119,6 +125,8 @@ class _Stream:
         finally:
             await self.chunks.aclose()
         await turns.finish(self.summaries, self.store, self.turn, "".join(self.parts))
+        input_tokens, output_tokens = turns.usage_tokens(self.usage)
+        self.available = await self.quotas.spend(self.turn.owner, input_tokens + output_tokens)
 
     async def events(self, request_id: str) -> AsyncIterator[dict[str, str]]:
         """The JSON event stream."""
@@ -141,7 +149,7 @@ class _Stream:
             "output_tokens": output_tokens,
             "content_filtered": self.filtered,
         }
-        yield _event("end", end, available_quotas={})
+        yield _event("end", end, available_quotas=self.available)
 
     async def text(self) -> AsyncIterator[str]:
         """The plain-text stream."""

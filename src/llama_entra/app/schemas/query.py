@@ -235,7 +235,9 @@ class QueryResponse(BaseModel):
         "`response` is what Azure produced before it.",
     )
     available_quotas: dict[str, int] = Field(
-        default_factory=dict, description="Always empty: no quota limiters here."
+        default_factory=dict,
+        description="What each token quota (`quota_handlers` limiter, by name) has left after "
+        "this answer; empty without limiters.",
     )
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     tool_results: list[dict[str, Any]] = Field(default_factory=list)
