@@ -4,18 +4,16 @@ byte, through ``llama-entra proxy`` vs straight to the emulator, measured in the
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import yaml
 
 from support.bench import report, summarize, timed
 from support.emulator import EmulatorHandle
-from support.service import free_port, running_server
+from support.proxy import proxy_process
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
 # Far below what Azure OpenAI models take to their first token (hundreds of ms), on purpose:
@@ -25,26 +23,8 @@ MODEL_FIRST_TOKEN_SECONDS = 0.05
 
 @contextmanager
 def _proxy(emulator: EmulatorHandle, directory: Path) -> Iterator[str]:
-    config = {
-        "service": {"log_level": "warning"},
-        "azure_entra_id": {
-            "tenant_id": emulator.tenant_id,
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "authority_host": emulator.url,
-            "ca_bundle": str(emulator.ca_path),
-        },
-        "proxy": {"upstream": emulator.azure_base_url, "ca_bundle": str(emulator.ca_path)},
-    }
-    path = directory / "proxy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).parent / "llama-entra"), "proxy", "-c", str(path)]
-    command += ["--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
-    with running_server(command, env, directory / "proxy.log", f"{base}/readyz", base):
-        yield base
+    with proxy_process(emulator, directory) as handle:
+        yield handle.url
 
 
 def _first_byte_seconds(client: httpx.Client, url: str, body: dict[str, object]) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 from llama_entra.backends import active_backend, package_version
 from support.service import ROOT
 
-__all__ = ["Summary", "machine", "report", "summarize", "timed"]
+__all__ = ["RESULTS", "Summary", "machine", "report", "summarize", "timed"]
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", ROOT / "bench-results"))
 

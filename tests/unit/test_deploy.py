@@ -78,6 +78,18 @@ def test_llama_entra_containers_use_the_image_and_have_probes(
         assert any(path in probes for path in ("/liveness", "/v1/health", "/healthz")), probes
 
 
+def test_serve_containers_take_their_workers_from_the_cpu_limit(
+    rendered: list[dict[str, Any]],
+) -> None:
+    serving = [item for _, item in containers(rendered) if "serve" in item.get("command", [])]
+    for item in serving:
+        workers = [e for e in item.get("env", []) if e["name"] == "LLAMA_ENTRA_WORKERS"]
+        assert workers, item["name"]
+        field = workers[0]["valueFrom"]["resourceFieldRef"]
+        assert (field["resource"], str(field["divisor"])) == ("limits.cpu", "1")
+        assert "cpu" in item["resources"]["limits"], item["name"]  # else: the node's CPU count
+
+
 def test_no_secret_value_is_in_a_manifest(rendered: list[dict[str, Any]]) -> None:
     assert not [d for d in rendered if d["kind"] == "Secret"]  # Secrets are created by users
     for _, item in containers(rendered):

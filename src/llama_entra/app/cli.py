@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 if TYPE_CHECKING:
-    from llama_entra.config import LlamaEntraConfig
+    from llama_entra.config import LlamaEntraConfig, ServiceConfig
     from llama_entra.telemetry.setup import Tracing
 
 __all__ = ["add_arguments", "app_from_environment", "run"]
 
 CONFIG_ENV = "LLAMA_ENTRA_CONFIG"
+WORKERS_ENV = "LLAMA_ENTRA_WORKERS"
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +35,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", help="override service.host")
     parser.add_argument("--port", type=int, help="override service.port")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=_workers_from_environment(),
+        help=f"worker processes; override service.workers (default: ${WORKERS_ENV} if set)",
+    )
+
+
+def _workers_from_environment() -> int | None:
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return -1  # refused with the other bad values, as a config error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     prepare_directory(config.service.state_dir, source=str(args.config), key="service.state_dir")
     service = config.service
     overrides = {
-        key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None
+        key: value
+        for key, value in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if value is not None
     }
     if overrides:
-        service = service.model_copy(update=overrides)
+        service = _overridden(service, overrides)
         config = config.model_copy(update={"service": service})
     configure_logging(service.log_level, service.log_format)
     common: dict[str, object] = {
@@ -62,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if service.workers > 1:
         # Each worker process loads the config itself and keeps its own token.
         os.environ[CONFIG_ENV] = str(args.config.resolve())
-        uvicorn.run(
-            "llama_entra.app.cli:app_from_environment",
-            factory=True,
-            workers=service.workers,
-            **common,  # type: ignore[arg-type]
-        )
+        with _multiprocess_metrics():
+            uvicorn.run(
+                "llama_entra.app.cli:app_from_environment",
+                factory=True,
+                workers=service.workers,
+                **common,  # type: ignore[arg-type]
+            )
         return 0
 
     from llama_entra.serving import GracefulServer
@@ -99,6 +123,39 @@ def run(args: argparse.Namespace) -> int:
         if tracing is not None:
             tracing.shutdown()
     return 0
+
+
+def _overridden(service: ServiceConfig, overrides: dict[str, object]) -> ServiceConfig:
+    """``service`` with command-line (or environment) values, validated like the file's."""
+    from pydantic import ValidationError
+
+    from llama_entra.config import ServiceConfig
+    from llama_entra.errors import ConfigError
+
+    try:
+        return ServiceConfig.model_validate(service.model_dump() | overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]) if first["loc"] else "--workers"
+        if flag == "--workers":
+            flag += f" (or ${WORKERS_ENV})"
+        problem = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(problem, key=flag) from None
+
+
+@contextlib.contextmanager
+def _multiprocess_metrics() -> Iterator[None]:
+    """A directory for every worker's metrics (prometheus-client's multiprocess mode) while
+    the block runs, removed after it; one named by the environment is kept as it is."""
+    if os.environ.get(_MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="llama-entra-metrics-") as directory:
+        os.environ[_MULTIPROC_ENV] = directory
+        try:
+            yield
+        finally:
+            del os.environ[_MULTIPROC_ENV]
 
 
 def _start_tracing(config: LlamaEntraConfig) -> Tracing | None:

@@ -5,14 +5,23 @@ manager's metrics (``llama_entra.entra.metrics``); Azure 401 retries, Permission
 and 429s (retried, or answered to the caller) read from the client holder at scrape time;
 tokens counted against the quotas and requests refused for quota (by limiter name). Labels never
 carry a token, key or principal.
+
+With several worker processes (``service.workers``), ``serve`` names a directory in
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: prometheus-client's counters, histograms
+and gauges then keep their values in files there, and ``render`` sums every worker's (the
+requests in progress as a live sum). The values read at scrape time (the client holder's
+retries and 429s, the token's state, the quotas' counts, the per-user token cache) are those
+of the worker that answered the scrape: each worker has its own.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from llama_entra.azure.metrics import deployment_families
@@ -89,6 +98,9 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Read at scrape time, from this process only (see the module docstring).
+        self._live = CollectorRegistry()
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.requests = Counter(
             "llama_entra_requests",
             "HTTP requests answered, by route, method and status",
@@ -106,17 +118,29 @@ class ServiceMetrics:
             "llama_entra_requests_in_progress",
             "HTTP requests being handled now (a scrape counts itself)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
     def attach(self, holder: ClientHolder, quotas: QuotaLimiter | None = None) -> None:
         """Report the holder's, its token manager's and the quotas' state (called once)."""
         self.registry.register(_HolderCollector(holder))
+        self._live.register(_HolderCollector(holder))
         if quotas is not None and quotas.enabled:
             self.registry.register(_QuotaCollector(quotas))
+            self._live.register(_QuotaCollector(quotas))
         if holder.tokens is not None:
-            register_token_metrics(self.registry, holder.tokens)
+            register_token_metrics(self.registry, holder.tokens, live=self._live)
         if holder.users is not None:
             register_user_token_metrics(self.registry, holder.users.cache)
+            register_user_token_metrics(self._live, holder.users.cache)
+
+    def render(self) -> bytes:
+        """The Prometheus text of ``/metrics``: every worker's when there are several."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(shared) + generate_latest(self._live)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -16,12 +16,13 @@ llama-stack 0.7.3 and OGX share these names (``llama_stack.core`` / ``ogx.core``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from llama_entra.backends.base import JSON, Headers
+from llama_entra.backends.inference_writes import InferenceWrites, queue_inference_writes
 
 __all__ = ["DirectChat", "StackInternals"]
 
@@ -43,9 +44,24 @@ class StackInternals:
 class DirectChat:
     """``openai_chat_completion`` on the inference router, without the HTTP emulation."""
 
-    def __init__(self, router: Any, internals: StackInternals) -> None:
+    def __init__(
+        self,
+        router: Any,
+        internals: StackInternals,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
         self._router = router
         self._internals = internals
+        self._closers = list(closers)
+        # Queued, batched records of each completion (see ``inference_writes``).
+        self.writes: InferenceWrites | None = queue_inference_writes(router)
+
+    async def aclose(self) -> None:
+        """Store the queued completion records, then run ``closers`` (before the stack stops)."""
+        if self.writes is not None:
+            await self.writes.aclose()
+        for close in self._closers:
+            await close()
 
     async def complete(self, params: JSON, headers: Headers) -> JSON:
         """A chat completion (``params`` without ``stream``) as JSON."""

@@ -31,6 +31,7 @@ from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.direct import DirectConversations
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
+from llama_entra.backends.llama_stack_http import share_http_clients
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.backends.sdk_retries import disable_sdk_retries
 from llama_entra.backends.upstream import body_message, translate_common, upstream_error
@@ -249,6 +250,8 @@ class LlamaStackClientAdapter(ErrorBoundary):
 
     async def aclose(self) -> None:
         """See ``StackClient``."""
+        if self._chat is not None:
+            await self._chat.aclose()
         if self._direct is not None:
             await self._direct.aclose()
         shutdown = getattr(self.raw, "shutdown", None)
@@ -292,7 +295,8 @@ class LlamaStackBackend:
         )
         inference = impls.get(Api.inference)
         disable_sdk_retries(inference)
-        chat = DirectChat(inference, internals) if inference else None
+        pools = share_http_clients(inference)
+        chat = DirectChat(inference, internals, [pools.aclose]) if inference else None
         return LlamaStackClientAdapter(
             self, cast(AsyncLlamaStackClient, client), library=True, direct=direct, chat=chat
         )

@@ -308,6 +308,8 @@ class OgxClientAdapter(ErrorBoundary):
 
     async def aclose(self) -> None:
         """See ``StackClient``."""
+        if self._chat is not None:
+            await self._chat.aclose()
         if self._direct is not None:
             await self._direct.aclose()
         shutdown = getattr(self.raw, "shutdown", None)

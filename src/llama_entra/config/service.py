@@ -49,7 +49,14 @@ class ServiceConfig(StrictModel):
     )
     host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
-    workers: int = Field(1, ge=1, description="uvicorn worker processes; each has its own token.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes (one per CPU core to use); each has its own token "
+        "and Llama Stack client, `/metrics` sums them all. Overridden by `serve --workers` and "
+        "`$LLAMA_ENTRA_WORKERS`.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level of the service and uvicorn."
     )

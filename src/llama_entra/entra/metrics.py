@@ -37,8 +37,11 @@ class _TokenStateCollector(Collector):
         yield expires
 
 
-def register_token_metrics(registry: CollectorRegistry, tokens: TokenManager) -> None:
-    """Report ``tokens`` in ``registry`` from now on."""
+def register_token_metrics(
+    registry: CollectorRegistry, tokens: TokenManager, *, live: CollectorRegistry | None = None
+) -> None:
+    """Report ``tokens`` in ``registry`` from now on; its state also in ``live`` when given
+    (the registry of what one worker process reads at scrape time)."""
     fetches = Counter(
         "llama_entra_entra_token_fetches",
         "Token requests to Entra ID, by outcome (success, rejected, unavailable)",
@@ -58,3 +61,5 @@ def register_token_metrics(registry: CollectorRegistry, tokens: TokenManager) ->
 
     tokens.observe_fetches(observe)
     registry.register(_TokenStateCollector(tokens))
+    if live is not None:
+        live.register(_TokenStateCollector(tokens))

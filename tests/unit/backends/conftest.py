@@ -8,7 +8,11 @@ skipped at run time.
 from llama_entra.backends import active_backend
 
 _OWN_TESTS = {
-    "llama-stack": ["test_llama_stack_backend.py", "test_llama_stack_direct.py"],
+    "llama-stack": [
+        "test_llama_stack_backend.py",
+        "test_llama_stack_direct.py",
+        "test_llama_stack_http.py",
+    ],
     "ogx": ["test_ogx_backend.py"],
 }
 

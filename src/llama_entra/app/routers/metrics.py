@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from llama_entra.app.metrics import ServiceMetrics
@@ -23,4 +23,4 @@ async def metrics(request: Request) -> Response:
         request.state.principal = principal.name
         authenticator.authorize(principal, "metrics")
     service_metrics: ServiceMetrics = request.app.state.metrics
-    return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(service_metrics.render(), media_type=CONTENT_TYPE_LATEST)
