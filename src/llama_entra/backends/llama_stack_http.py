@@ -62,7 +62,9 @@ def share_http_clients(inference: object) -> SharedHttpClients:
         config: Any = getattr(adapter, "config", None)
         if not callable(extra) or not hasattr(config, "network"):
             continue
-        if "http_client" in extra():  # the provider brings its own (custom auth): keep it
+        # A provider with its own client (custom auth; remote::azure-entra builds its own
+        # from the config's ``network``, so that must stay): keep it.
+        if "http_client" in extra() or getattr(adapter, "builds_own_http_client", False):
             continue
         kwargs = _build_network_client_kwargs(config.network)
         if "verify" not in kwargs:

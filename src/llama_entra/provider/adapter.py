@@ -173,6 +173,7 @@ class EntraAdapterMixin(_AdapterBase):
 
     _entra_session: _Session | None = None
     applies_retry_policy = True  # llama-entra's library mode leaves its SDK client alone
+    builds_own_http_client = True  # its token-carrying client: library mode does not share one
 
     async def _session(self) -> _Session:
         """The session of the running event loop, built (and its refresh started) on first use.

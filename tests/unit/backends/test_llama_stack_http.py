@@ -47,3 +47,22 @@ async def test_share_http_clients_reuses_a_few_pools_across_calls(tmp_path: Path
 async def test_share_http_clients_without_adapters_shares_nothing() -> None:
     shared = share_http_clients(object())
     assert shared.clients == []
+
+
+async def test_share_http_clients_leaves_the_azure_entra_provider_its_own_client(
+    tmp_path: Path,
+) -> None:
+    """remote::azure-entra builds its token-carrying client from its own ``network``."""
+    from llama_entra.backends.llama_stack_provider import AzureEntraAdapter, AzureEntraConfig
+
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    config = AzureEntraConfig(
+        base_url="https://resource.example/openai/v1", network={"tls": {"verify": str(ca)}}
+    )
+    adapter = AzureEntraAdapter(config=config)
+    table = type("Table", (), {"impls_by_provider_id": {"azure": adapter}})()
+    shared = share_http_clients(type("Router", (), {"routing_table": table})())
+    assert shared.clients == []
+    assert adapter.config.network is not None
+    assert adapter.config.network.tls.verify == ca
