@@ -34,6 +34,7 @@ from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversation
 from llama_entra.backends.llama_stack_http import share_http_clients
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.backends.sdk_retries import disable_sdk_retries
+from llama_entra.backends.service_http import service_http_client
 from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
@@ -310,6 +311,7 @@ class LlamaStackBackend:
             api_key=api_key,
             timeout=timeout,
             max_retries=2,  # not for inference: see LlamaStackClientAdapter._send
+            http_client=service_http_client(timeout),
         )
         return LlamaStackClientAdapter(self, client, library=False)
 

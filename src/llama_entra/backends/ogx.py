@@ -36,6 +36,7 @@ from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.backends.sdk_retries import disable_sdk_retries
+from llama_entra.backends.service_http import CONNECTIONS
 from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
@@ -358,6 +359,7 @@ class OgxBackend:
     def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
         """See ``Backend``."""
         client = AsyncOgxClient(base_url=url, api_key=api_key, timeout=timeout)
+        client.configuration.connection_pool_maxsize = CONNECTIONS  # see service_http
         return OgxClientAdapter(self, client, library=False)
 
     def inference_provider(self) -> InferenceProviderKit:
