@@ -73,6 +73,11 @@ def identity_from_environment(
             "azure_entra_id.endpoints is not used by remote::azure-entra: set endpoints "
             "(strategy, base_urls) next to base_url"
         )
+    if identity.get("user_identity") == "on_behalf_of":
+        raise ValueError(
+            "azure_entra_id.user_identity: on_behalf_of is not available in remote::azure-entra "
+            "(a Llama Stack server has no signed-in user): set it in llama-entra.yaml"
+        )
     for key, variable in ENVIRONMENT_KEYS.items():
         if key not in identity and env.get(variable):
             identity[key] = env[variable]

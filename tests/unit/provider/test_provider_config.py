@@ -85,6 +85,11 @@ def test_identity_from_environment_rejects_api_base() -> None:
         identity_from_environment({"api_base": "https://x"}, {})
 
 
+def test_identity_from_environment_rejects_on_behalf_of() -> None:
+    with pytest.raises(ValueError, match="on_behalf_of is not available in remote::azure-entra"):
+        identity_from_environment({"user_identity": "on_behalf_of"}, {})
+
+
 def test_run_config_provider_validates_with_identity_only_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
