@@ -9,14 +9,19 @@ backend's library client on it. Service mode connects the backend's client to
 a PostgreSQL run config it first checks the database and does all of it under the database's
 start-up lock, so replicas starting together on an empty database never race on
 ``CREATE TABLE``; ``keep_stack_running`` starts it in the background once the database answers,
-and restarts it after the database came back from an outage.
+and restarts it after the database came back from an outage. Worker processes of one ``serve``
+(SQLite files) take turns the same way, on a lock file in the state directory: OGX creates its
+indexes without ``IF NOT EXISTS``, and two workers starting on fresh files raced on them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from llama_entra.backends import StackClient, active_backend, package_version
@@ -86,10 +91,11 @@ async def start_stack(config: LlamaEntraConfig, database: DatabaseTarget | None)
     ``ConfigError`` when Llama Stack cannot start on a database that answers.
     """
     if database is None:
-        client = await build_stack_client(config)
-        if config.llama_stack.mode == "service":
-            await check_server(client, config.llama_stack.url)
-        await prime_stores(client)
+        async with _workers_take_turns(config):
+            client = await build_stack_client(config)
+            if config.llama_stack.mode == "service":
+                await check_server(client, config.llama_stack.url)
+            await prime_stores(client)
         return client
     await ping(database, _PING_SECONDS)
     async with startup_lock(database):
@@ -100,6 +106,24 @@ async def start_stack(config: LlamaEntraConfig, database: DatabaseTarget | None)
             raise
         await prime_stores(client)
     return client
+
+
+@contextlib.asynccontextmanager
+async def _workers_take_turns(config: LlamaEntraConfig) -> AsyncIterator[None]:
+    """One process at a time in the block: an exclusive lock on a file of the state directory
+    (the kernel releases it if the process dies). Without a writable state directory, no lock."""
+    try:
+        lock_file = (config.service.state_dir / "startup.lock").open("a")
+    except OSError as exc:
+        logger.debug("no start-up lock file (%s): starting without one", exc)
+        yield
+        return
+    with lock_file:
+        await asyncio.to_thread(fcntl.flock, lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 async def keep_stack_running(config: LlamaEntraConfig, holder: ClientHolder) -> None:
