@@ -311,7 +311,7 @@ class LlamaStackBackend:
             api_key=api_key,
             timeout=timeout,
             max_retries=2,  # not for inference: see LlamaStackClientAdapter._send
-            http_client=service_http_client(timeout),
+            http_client=service_http_client(url, timeout),
         )
         return LlamaStackClientAdapter(self, client, library=False)
 

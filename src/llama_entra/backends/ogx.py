@@ -36,7 +36,7 @@ from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.ogx_direct import OgxDirectConversations
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.backends.sdk_retries import disable_sdk_retries
-from llama_entra.backends.service_http import CONNECTIONS
+from llama_entra.backends.service_http import service_http_client
 from llama_entra.backends.upstream import body_message, translate_common, upstream_error
 from llama_entra.errors import (
     LlamaEntraError,
@@ -359,7 +359,9 @@ class OgxBackend:
     def open_service(self, url: str, api_key: str | None, timeout: float) -> OgxClientAdapter:
         """See ``Backend``."""
         client = AsyncOgxClient(base_url=url, api_key=api_key, timeout=timeout)
-        client.configuration.connection_pool_maxsize = CONNECTIONS  # see service_http
+        # The generated client builds its httpx client on first use, with one pool of five
+        # connections per CPU; it takes a prepared one (and closes it with itself) instead.
+        client.api_client._async_client = service_http_client(url, timeout)
         return OgxClientAdapter(self, client, library=False)
 
     def inference_provider(self) -> InferenceProviderKit:
