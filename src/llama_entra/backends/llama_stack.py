@@ -11,6 +11,7 @@ before any answer (a server drops its keep-alive connection after an upstream 40
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -45,6 +46,7 @@ from llama_entra.errors import (
 __all__ = ["LlamaStackBackend"]
 
 _ALL_ITEMS = 1_000_000  # library mode: one read of a whole conversation
+_SERVER = "llama_entra.backends.llama_stack_server"
 
 
 def translate(exc: BaseException) -> LlamaEntraError:
@@ -322,6 +324,7 @@ class LlamaStackBackend:
         return LlamaStackProviderKit()
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
-        """See ``Backend``."""
-        command = ["llama", "stack", "run", str(run_config)]
+        """See ``Backend``: ``llama stack run`` with library mode's per-call fixes
+        (``llama_stack_server``)."""
+        command = [sys.executable, "-m", _SERVER, str(run_config)]
         return [*command, "--port", str(port)] if port is not None else command

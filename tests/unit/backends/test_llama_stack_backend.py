@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,7 +35,8 @@ def test_llama_stack_backend_is_active_with_its_header() -> None:
         "X-LlamaStack-Provider-Data",
     )
     assert backend.server_command(Path("run.yaml"), 8321) == [
-        "llama", "stack", "run", "run.yaml", "--port", "8321",
+        sys.executable, "-m", "llama_entra.backends.llama_stack_server", "run.yaml",
+        "--port", "8321",
     ]  # fmt: skip
 
 
