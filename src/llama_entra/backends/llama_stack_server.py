@@ -11,6 +11,10 @@ these were about a fifth of the server's CPU per streamed answer):
 - **Queued chat-completion records** on SQLite (``inference_writes``): one writer task, many
   rows to a transaction, instead of one transaction per answer; drained at shutdown before
   the stack stops.
+- **Conversation writes on the event loop** on SQLite (``StoreLane.take_statements``): each of
+  the conversation store's statements commits at once, or waits in the lane's thread, instead
+  of keeping SQLite's write lock across several turns of a busy event loop (under 1,000
+  concurrent streams, conversations failed to be created with "database is locked").
 - **Remembered model misses** (``ModelMisses``): the OpenAI mixin asks the model registry
   whether the provider's own model name (``gpt-4o-mini``) is a registered model id
   (``azure/gpt-4o-mini``) on every call. It is not, and a miss skips the registry's
@@ -33,8 +37,17 @@ from typing import Any
 
 from llama_entra.backends.inference_writes import queue_inference_writes
 from llama_entra.backends.llama_stack_http import share_http_clients
+from llama_entra.backends.store_lane import StoreLane
 
-__all__ = ["MAX_MISSES", "MISS_SECONDS", "ModelMisses", "install", "main", "tune"]
+__all__ = [
+    "MAX_MISSES",
+    "MISS_SECONDS",
+    "ModelMisses",
+    "install",
+    "main",
+    "remember_model_misses",
+    "tune",
+]
 
 MISS_SECONDS = 30.0
 MAX_MISSES = 1_024  # model names asked for; a registered model's own names, in practice
@@ -98,6 +111,16 @@ def _forgetting(
     return call
 
 
+def _conversation_lane(conversations: object) -> StoreLane | None:
+    """The conversation service's store, its statements through a ``StoreLane``."""
+    store = getattr(conversations, "sql_store", None)
+    if not hasattr(getattr(store, "sql_store", None), "async_session"):
+        return None
+    lane = StoreLane(store)
+    lane.take_statements()
+    return lane
+
+
 def tune(app: Any) -> list[str]:
     """Apply the module's fixes to the inference router of ``app`` (llama-stack's
     ``StackApp``); close what they opened when the app's lifespan ends. Returns what applied."""
@@ -115,6 +138,9 @@ def tune(app: Any) -> list[str]:
         applied.append("queued chat-completion records")
     if remember_model_misses(getattr(inference, "routing_table", None)) is not None:
         applied.append("remembered model misses")
+    lane = _conversation_lane(app.stack.impls.get(Api.conversations))
+    if lane is not None:
+        applied.append("conversation writes through the store lane")
     lifespan = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -125,6 +151,8 @@ def tune(app: Any) -> list[str]:
             finally:  # before the stack (and its stores) shut down
                 if writes is not None:
                     await writes.aclose()
+                if lane is not None:
+                    await lane.aclose()
                 await pools.aclose()
 
     app.router.lifespan_context = closing

@@ -19,6 +19,12 @@ else in a worker thread of its own.
   only hands the rows back, so each backend's rules stay its own.
 - ``fetch_all(...)`` is the store's own ``fetch_all`` (its access-control filter and paging
   included) with, on SQLite, each statement executed through the runner (``_LaneSession``).
+- ``take_statements()`` sends every call of the store itself (its ``insert``, ``upsert``,
+  ``update``, ``delete``, ``fetch_one``, ``fetch_all``: one statement each, or two reads) the
+  same way on SQLite; elsewhere they keep the store's own session. A Llama Stack server's
+  conversations use it: through aiosqlite, a transaction keeps SQLite's write lock across
+  several turns of a busy event loop, and under a few hundred concurrent streams the writers
+  queued behind it failed after the 5-second busy timeout ("database is locked").
 
 SQLite serialises writers across connections; the lane's connections use the store's own
 settings (WAL, ``synchronous=NORMAL``; the thread's waits up to 5 s), so a lane write and a
@@ -149,6 +155,28 @@ class StoreLane:
         """The store's ``fetch_all(**arguments)`` (a ``PaginatedResponse``), through the lane."""
         await self._ready()
         return await self._reader.fetch_all(**arguments)
+
+    def take_statements(self) -> None:
+        """Route the store's own calls through the lane on SQLite (see the module docstring).
+
+        For stores whose calls are each one statement (both backends' SQLAlchemy store): a
+        multi-statement transaction on the store's session would become one per statement.
+        """
+        own = self._inner.async_session
+        lane = self
+
+        class _Switch:
+            """The store's session: the lane's on SQLite, else the store's own."""
+
+            async def __aenter__(self) -> Any:
+                await lane._ready()
+                self.session: Any = _LaneSession(lane) if lane._runner is not None else own()
+                return await self.session.__aenter__()
+
+            async def __aexit__(self, *exc_info: object) -> Any:
+                return await self.session.__aexit__(*exc_info)
+
+        self._inner.async_session = _Switch
 
     async def aclose(self) -> None:
         """Close the lane's connections (the store itself stays open)."""
