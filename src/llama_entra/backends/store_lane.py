@@ -161,22 +161,33 @@ class StoreLane:
 
         For stores whose calls are each one statement (both backends' SQLAlchemy store): a
         multi-statement transaction on the store's session would become one per statement.
+        The store makes its session factory with its engine, on first use (and again after a
+        shutdown): the lane's replaces it each time.
         """
-        own = self._inner.async_session
-        lane = self
+        inner, lane = self._inner, self
+        own: list[Any] = [inner.async_session]  # the store's own session factory
 
         class _Switch:
             """The store's session: the lane's on SQLite, else the store's own."""
 
             async def __aenter__(self) -> Any:
                 await lane._ready()
-                self.session: Any = _LaneSession(lane) if lane._runner is not None else own()
+                self.session: Any = _LaneSession(lane) if lane._runner is not None else own[0]()
                 return await self.session.__aenter__()
 
             async def __aexit__(self, *exc_info: object) -> Any:
                 return await self.session.__aexit__(*exc_info)
 
-        self._inner.async_session = _Switch
+        ensure_engine = inner._ensure_engine
+
+        async def ensure_then_switch() -> None:
+            await ensure_engine()
+            if inner.async_session is not _Switch:
+                own[0], inner.async_session = inner.async_session, _Switch
+
+        inner._ensure_engine = ensure_then_switch
+        if inner.async_session is not None:
+            own[0], inner.async_session = inner.async_session, _Switch
 
     async def aclose(self) -> None:
         """Close the lane's connections (the store itself stays open)."""

@@ -3,7 +3,8 @@
 Rows it writes carry the same access-control columns as the store's own ``insert`` under the
 same authenticated user; a failing transaction leaves none of its rows; its reads answer what
 the store's own ``fetch_all`` answers; and it runs beside the store's own connections on the
-same file: on the event loop while nobody else writes, else waiting in its thread.
+same file: on the event loop while nobody else writes, else waiting in its thread. Once it
+takes the store's statements, the store's own calls answer as before without its engine.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from llama_entra.backends import active_backend
@@ -172,3 +173,41 @@ async def test_an_in_memory_store_is_written_through_its_own_engine() -> None:
     assert [row["id"] for row in (await lane.fetch_all(table="parents")).data] == ["p1"]
     await lane.aclose()
     await memory.sql_store.shutdown()
+
+
+@pytest.mark.parametrize("engine_first", [True, False], ids=["engine-made", "engine-later"])
+async def test_taken_statements_answer_as_before_without_the_stores_engine(
+    tmp_path: Path, engine_first: bool
+) -> None:
+    """Whether the store made its engine before the lane took its statements or after."""
+    store = await _store(tmp_path / "store.db")
+    inner = store.sql_store
+    await inner.shutdown()  # as a server's store is when its app is built: no engine yet
+    if engine_first:
+        await inner._ensure_engine()
+    lane = StoreLane(store)
+    lane.take_statements()
+    await inner._ensure_engine()
+    statements: list[str] = []
+    event.listen(
+        inner._engine.sync_engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_rest: statements.append(statement),
+    )
+    async with inner._engine.begin() as connection:  # the probe sees the engine's statements
+        await connection.exec_driver_sql("SELECT 1")
+    assert statements == ["SELECT 1"]
+    statements.clear()
+    with _as_user("alice"):
+        await store.insert("parents", [{"id": "p1", "label": "one"}, {"id": "p2", "label": "two"}])
+        await store.upsert("parents", {"id": "p2", "label": "again"}, conflict_columns=["id"])
+        await store.update("parents", {"label": "changed"}, where={"id": "p1"})
+        await store.delete("parents", where={"id": "p2"})
+        one = await store.fetch_one("parents", where={"id": "p1"})
+        listed = await store.fetch_all(table="parents")
+    assert statements == []
+    assert one is not None and one["label"] == "changed"
+    assert one["owner_principal"] == "alice"
+    assert [row["id"] for row in listed.data] == ["p1"]
+    await lane.aclose()
+    await inner.shutdown()

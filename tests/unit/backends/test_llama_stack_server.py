@@ -1,0 +1,152 @@
+"""The llama-stack 0.7.3 server's per-call fixes (``llama_stack_server``).
+
+A model name the registry does not have is asked about once per ``MISS_SECONDS``, not once
+per call; registered names are always asked; registering or unregistering forgets the misses.
+``tune`` gives a real ``remote::azure`` adapter pooled clients, remembers the routing table's
+misses, routes the conversation store's statements through a lane, and closes what it opened
+when the app's lifespan ends; ``install`` makes llama-stack's app factory tune its app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import trustme
+
+from llama_entra.backends.llama_stack_http import POOLS
+from llama_entra.backends.llama_stack_server import (
+    MISS_SECONDS,
+    ModelMisses,
+    install,
+    remember_model_misses,
+    tune,
+)
+
+
+class _Table:
+    """A model routing table that knows ``azure/gpt-4o-mini`` and counts the questions."""
+
+    def __init__(self) -> None:
+        self.models = {"azure/gpt-4o-mini"}
+        self.asked: list[str] = []
+
+    async def has_model(self, model_id: str) -> bool:
+        self.asked.append(model_id)
+        return model_id in self.models
+
+    async def register_model(self, model_id: str) -> None:
+        self.models.add(model_id)
+
+    async def unregister_model(self, model_id: str) -> None:
+        self.models.discard(model_id)
+
+
+async def test_a_miss_is_asked_once_until_it_expires() -> None:
+    table, now = _Table(), [0.0]
+    misses = ModelMisses(table.has_model, clock=lambda: now[0])
+    assert [await misses.has_model("gpt-4o-mini") for _ in range(3)] == [False] * 3
+    assert table.asked == ["gpt-4o-mini"]
+    now[0] += MISS_SECONDS + 1
+    assert await misses.has_model("gpt-4o-mini") is False
+    assert table.asked == ["gpt-4o-mini"] * 2
+
+
+async def test_a_registered_model_is_always_asked() -> None:
+    table = _Table()
+    misses = ModelMisses(table.has_model)
+    assert [await misses.has_model("azure/gpt-4o-mini") for _ in range(2)] == [True, True]
+    assert table.asked == ["azure/gpt-4o-mini"] * 2
+
+
+async def test_registering_through_the_table_forgets_the_misses() -> None:
+    table = _Table()
+    assert remember_model_misses(table) is not None
+    assert await table.has_model("gpt-4o-mini") is False
+    assert await table.has_model("gpt-4o-mini") is False
+    assert table.asked == ["gpt-4o-mini"]
+    await table.register_model("gpt-4o-mini")
+    assert await table.has_model("gpt-4o-mini") is True
+    await table.unregister_model("gpt-4o-mini")
+    assert await table.has_model("gpt-4o-mini") is False
+    assert table.asked == ["gpt-4o-mini"] * 3
+
+
+def test_a_table_without_has_model_is_left_alone() -> None:
+    assert remember_model_misses(object()) is None
+
+
+def _app(tmp_path: Path) -> tuple[Any, Any, _Table, Any]:
+    from llama_stack.providers.remote.inference.azure.azure import AzureInferenceAdapter
+    from llama_stack.providers.remote.inference.azure.config import AzureConfig
+    from llama_stack_api import Api
+
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    config = AzureConfig(
+        base_url="https://resource.example/openai/v1",
+        api_key="static-key-for-the-test",
+        network={"tls": {"verify": str(ca)}},
+    )
+    adapter = AzureInferenceAdapter(config=config)
+    object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
+    table = _Table()
+    table.impls_by_provider_id = {"azure": adapter}  # type: ignore[attr-defined]
+    inner = SimpleNamespace(async_session=lambda: None)
+    conversations = SimpleNamespace(sql_store=SimpleNamespace(sql_store=inner))
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        events.append("started")
+        yield
+        events.append("stack shut down")
+
+    impls = {Api.inference: SimpleNamespace(routing_table=table), Api.conversations: conversations}
+    app = SimpleNamespace(
+        stack=SimpleNamespace(impls=impls),
+        router=SimpleNamespace(lifespan_context=lifespan),
+        events=events,
+    )
+    return app, adapter, table, inner
+
+
+async def test_tune_applies_each_fix_and_closes_them_with_the_app(tmp_path: Path) -> None:
+    app, adapter, table, inner = _app(tmp_path)
+    own_session = inner.async_session
+    applied = tune(app)
+    assert applied == [
+        "pooled HTTP clients",
+        "remembered model misses",
+        "conversation writes through the store lane",
+    ]
+    assert adapter.config.network is None  # its settings live in the pooled clients now
+    pooled = adapter.client._client
+    assert len({id(adapter.client._client) for _ in range(4 * POOLS)}) == POOLS
+    assert inner.async_session is not own_session
+    await table.has_model("gpt-4o-mini")
+    await table.has_model("gpt-4o-mini")
+    assert table.asked == ["gpt-4o-mini"]
+    async with app.router.lifespan_context(app):
+        assert not pooled.is_closed
+    assert pooled.is_closed
+    assert app.events == ["started", "stack shut down"]
+
+
+def test_install_makes_the_app_factory_tune_once() -> None:
+    built: list[Any] = []
+
+    def create_app() -> Any:
+        app = SimpleNamespace(stack=SimpleNamespace(impls={}))
+        built.append(app)
+        return app
+
+    server = SimpleNamespace(create_app=create_app)
+    install(server)
+    factory = server.create_app
+    install(server)  # a second install keeps the first
+    assert server.create_app is factory
+    assert server.create_app() is built[0]
