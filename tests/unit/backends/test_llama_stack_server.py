@@ -95,7 +95,10 @@ def _app(tmp_path: Path) -> tuple[Any, Any, _Table, Any]:
     object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
     table = _Table()
     table.impls_by_provider_id = {"azure": adapter}  # type: ignore[attr-defined]
-    inner = SimpleNamespace(async_session=lambda: None)
+    async def ensure_engine() -> None:
+        return None
+
+    inner = SimpleNamespace(async_session=lambda: None, _ensure_engine=ensure_engine)
     conversations = SimpleNamespace(sql_store=SimpleNamespace(sql_store=inner))
     events: list[str] = []
 
