@@ -7,7 +7,8 @@
 # a service config, so the server needs no Entra secret at all) into a private temporary file,
 # creates the directories its stores write to (or exits naming one it cannot write), makes
 # tiktoken's encoding available offline, then execs the installed backend's server on the
-# result: `llama stack run` (llama-stack 0.7.3) or `ogx run --insecure` (OGX), with JSON logs.
+# result: `llama stack run` (llama-stack 0.7.3, with llama-entra's per-call fixes, see
+# llama_entra.backends.llama_stack_server) or `ogx run --insecure` (OGX), with JSON logs.
 # If enrichment fails it exits non-zero with the message: the unenriched config never starts.
 set -euo pipefail
 

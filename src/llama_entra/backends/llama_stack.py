@@ -1,5 +1,6 @@
 """The llama-stack 0.7.3 backend: ``llama_stack_client`` in service mode, its library client
-in-process, provider data in ``X-LlamaStack-Provider-Data``, ``llama stack run`` as the server.
+in-process, provider data in ``X-LlamaStack-Provider-Data``, ``llama stack run`` as the server
+(with library mode's per-call fixes, ``llama_stack_server``).
 
 The client is Stainless-generated: per-call headers go in ``extra_headers``, body fields the
 SDK does not name go in ``extra_body``. Its retries stay on for everything but inference, where

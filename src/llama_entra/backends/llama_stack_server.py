@@ -2,19 +2,14 @@
 
 ``python -m llama_entra.backends.llama_stack_server RUN.yaml [options]`` is ``llama stack run
 RUN.yaml [options]`` (the same command line, app, logging and shutdown) whose app gets, once
-its stack is up, what library mode does in-process (profiled under 200 concurrent streams,
-these were about a fifth of the server's CPU per streamed answer):
+its stack is up, both backends' fixes (``server_fixes``: queued chat-completion records,
+conversation writes through the store lane) and two of this version's own (profiled under
+200 concurrent streams, with the records' writes these were about a fifth of the server's CPU
+per streamed answer):
 
 - **Pooled HTTP clients** for each OpenAI-compatible provider (``llama_stack_http``): that
   version builds an ``AsyncOpenAI`` and an ``httpx.AsyncClient`` for every call (the key comes
   per call), with an SSL context that loads the CA bundle again, and a new TLS connection.
-- **Queued chat-completion records** on SQLite (``inference_writes``): one writer task, many
-  rows to a transaction, instead of one transaction per answer; drained at shutdown before
-  the stack stops.
-- **Conversation writes on the event loop** on SQLite (``StoreLane.take_statements``): each of
-  the conversation store's statements commits at once, or waits in the lane's thread, instead
-  of keeping SQLite's write lock across several turns of a busy event loop (under 1,000
-  concurrent streams, conversations failed to be created with "database is locked").
 - **Remembered model misses** (``ModelMisses``): the OpenAI mixin asks the model registry
   whether the provider's own model name (``gpt-4o-mini``) is a registered model id
   (``azure/gpt-4o-mini``) on every call. It is not, and a miss skips the registry's
@@ -23,31 +18,20 @@ these were about a fifth of the server's CPU per streamed answer):
   unregistered here; another replica's registration is seen after that time at most).
 
 The OpenAI SDK's own retries stay as they are: in service mode the server's provider applies
-them (README, "Azure's answers"). With ``server.workers`` above 1 uvicorn spawns workers that
-import this module as their main module again, and get the same fixes.
+them (README, "Azure's answers").
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llama_entra.backends.inference_writes import queue_inference_writes
 from llama_entra.backends.llama_stack_http import share_http_clients
-from llama_entra.backends.store_lane import StoreLane
+from llama_entra.backends.server_fixes import ServerFixes, common_fixes, install
 
-__all__ = [
-    "MAX_MISSES",
-    "MISS_SECONDS",
-    "ModelMisses",
-    "install",
-    "main",
-    "remember_model_misses",
-    "tune",
-]
+__all__ = ["MAX_MISSES", "MISS_SECONDS", "ModelMisses", "fixes", "main", "remember_model_misses"]
 
 MISS_SECONDS = 30.0
 MAX_MISSES = 1_024  # model names asked for; a registered model's own names, in practice
@@ -111,74 +95,19 @@ def _forgetting(
     return call
 
 
-def _conversation_lane(conversations: object) -> StoreLane | None:
-    """The conversation service's store, its statements through a ``StoreLane``."""
-    store = getattr(conversations, "sql_store", None)
-    if not hasattr(getattr(store, "sql_store", None), "async_session"):
-        return None
-    lane = StoreLane(store)
-    lane.take_statements()
-    return lane
-
-
-def tune(app: Any) -> list[str]:
-    """Apply the module's fixes to the inference router of ``app`` (llama-stack's
-    ``StackApp``); close what they opened when the app's lifespan ends. Returns what applied."""
+def fixes(impls: Any) -> ServerFixes:
+    """This version's fixes for the stack's implementations (see the module docstring)."""
     from llama_stack_api import Api
 
-    inference = (app.stack.impls or {}).get(Api.inference)
-    if inference is None:
-        return []
-    applied: list[str] = []
-    pools = share_http_clients(inference)
-    if pools.clients:
-        applied.append("pooled HTTP clients")
-    writes = queue_inference_writes(inference)
-    if writes is not None:
-        applied.append("queued chat-completion records")
+    inference = impls.get(Api.inference)
+    found = common_fixes(inference, impls.get(Api.conversations))
+    pools = share_http_clients(inference) if inference is not None else None
+    if pools is not None and pools.clients:
+        found.applied.insert(0, "pooled HTTP clients")
+        found.closers.append(pools.aclose)  # after the queued records are written
     if remember_model_misses(getattr(inference, "routing_table", None)) is not None:
-        applied.append("remembered model misses")
-    lane = _conversation_lane(app.stack.impls.get(Api.conversations))
-    if lane is not None:
-        applied.append("conversation writes through the store lane")
-    lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def closing(served: Any) -> AsyncIterator[None]:
-        async with lifespan(served):
-            try:
-                yield
-            finally:  # before the stack (and its stores) shut down
-                if writes is not None:
-                    await writes.aclose()
-                if lane is not None:
-                    await lane.aclose()
-                await pools.aclose()
-
-    app.router.lifespan_context = closing
-    return applied
-
-
-def install(server: Any) -> None:
-    """Make ``server.create_app`` (llama-stack's app factory, which uvicorn imports by name)
-    build a tuned app."""
-    create_app = server.create_app
-    if getattr(create_app, "llama_entra_tuned", False):
-        return
-
-    def tuned_create_app() -> Any:
-        app = create_app()
-        applied = tune(app)
-        # Next to the entrypoint's enrich lines (the server's own logging is set up for its
-        # own loggers only).
-        print(
-            f"llama-entra server: {', '.join(applied) or 'no per-call fixes apply'}",
-            file=sys.stderr,
-        )
-        return app
-
-    tuned_create_app.llama_entra_tuned = True  # type: ignore[attr-defined]
-    server.create_app = tuned_create_app
+        found.applied.append("remembered model misses")
+    return found
 
 
 def main(argv: list[str]) -> None:
@@ -186,7 +115,7 @@ def main(argv: list[str]) -> None:
     from llama_stack.cli.llama import main as llama
     from llama_stack.core.server import server
 
-    install(server)
+    install(server, fixes)
     sys.argv = ["llama", "stack", "run", *argv]
     llama()
 
@@ -194,7 +123,7 @@ def main(argv: list[str]) -> None:
 if __name__ == "__mp_main__":  # a uvicorn worker that main() spawned: the same fixes
     from llama_stack.core.server import server as _server
 
-    install(_server)
+    install(_server, fixes)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

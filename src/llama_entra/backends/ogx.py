@@ -12,6 +12,7 @@ major.minor, else the server answers 426 (reported at start-up by the service).
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -46,6 +47,7 @@ from llama_entra.errors import (
 
 __all__ = ["OgxBackend"]
 
+_SERVER = "llama_entra.backends.ogx_server"
 _PAGE = 1000  # items per read in library mode (the store takes it; its docs say 1-100)
 
 # ogx-client's request models declare message content as a union that a plain string (valid
@@ -371,6 +373,6 @@ class OgxBackend:
         return OgxProviderKit()
 
     def server_command(self, run_config: Path, port: int | None = None) -> list[str]:
-        """See ``Backend``."""
-        command = ["ogx", "run", str(run_config), "--insecure"]
+        """See ``Backend``: ``ogx run`` with the per-call fixes (``ogx_server``)."""
+        command = [sys.executable, "-m", _SERVER, str(run_config), "--insecure"]
         return [*command, "--port", str(port)] if port is not None else command

@@ -1,5 +1,6 @@
 """Replace this process with the installed backend's server: ``python -m llama_entra.stack
-RUN.yaml [server options...]`` (``llama stack run`` or ``ogx run --insecure``, JSON logs).
+RUN.yaml [server options...]`` (``llama stack run``, through ``llama_stack_server``, or ``ogx run
+--insecure``, JSON logs).
 
 The container entrypoint calls it after enriching the run config, so the script itself never
 needs to know which backend is installed. On a PostgreSQL run config it first creates the

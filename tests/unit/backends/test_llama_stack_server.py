@@ -2,15 +2,12 @@
 
 A model name the registry does not have is asked about once per ``MISS_SECONDS``, not once
 per call; registered names are always asked; registering or unregistering forgets the misses.
-``tune`` gives a real ``remote::azure`` adapter pooled clients, remembers the routing table's
-misses, routes the conversation store's statements through a lane, and closes what it opened
-when the app's lifespan ends; ``install`` makes llama-stack's app factory tune its app.
+``fixes`` gives a real ``remote::azure`` adapter pooled clients, remembers the routing table's
+misses, routes the conversation store's statements through a lane, and closes the pools.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,9 +18,8 @@ from llama_entra.backends.llama_stack_http import POOLS
 from llama_entra.backends.llama_stack_server import (
     MISS_SECONDS,
     ModelMisses,
-    install,
+    fixes,
     remember_model_misses,
-    tune,
 )
 
 
@@ -79,7 +75,7 @@ def test_a_table_without_has_model_is_left_alone() -> None:
     assert remember_model_misses(object()) is None
 
 
-def _app(tmp_path: Path) -> tuple[Any, Any, _Table, Any]:
+def _impls(tmp_path: Path) -> tuple[dict[Any, Any], Any, _Table, Any]:
     from llama_stack.providers.remote.inference.azure.azure import AzureInferenceAdapter
     from llama_stack.providers.remote.inference.azure.config import AzureConfig
     from llama_stack_api import Api
@@ -95,36 +91,24 @@ def _app(tmp_path: Path) -> tuple[Any, Any, _Table, Any]:
     object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
     table = _Table()
     table.impls_by_provider_id = {"azure": adapter}  # type: ignore[attr-defined]
+
     async def ensure_engine() -> None:
         return None
 
     inner = SimpleNamespace(async_session=lambda: None, _ensure_engine=ensure_engine)
     conversations = SimpleNamespace(sql_store=SimpleNamespace(sql_store=inner))
-    events: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        events.append("started")
-        yield
-        events.append("stack shut down")
-
     impls = {Api.inference: SimpleNamespace(routing_table=table), Api.conversations: conversations}
-    app = SimpleNamespace(
-        stack=SimpleNamespace(impls=impls),
-        router=SimpleNamespace(lifespan_context=lifespan),
-        events=events,
-    )
-    return app, adapter, table, inner
+    return impls, adapter, table, inner
 
 
-async def test_tune_applies_each_fix_and_closes_them_with_the_app(tmp_path: Path) -> None:
-    app, adapter, table, inner = _app(tmp_path)
+async def test_fixes_apply_each_one_and_close_the_pools(tmp_path: Path) -> None:
+    impls, adapter, table, inner = _impls(tmp_path)
     own_session = inner.async_session
-    applied = tune(app)
-    assert applied == [
+    applied = fixes(impls)
+    assert applied.applied == [
         "pooled HTTP clients",
-        "remembered model misses",
         "conversation writes through the store lane",
+        "remembered model misses",
     ]
     assert adapter.config.network is None  # its settings live in the pooled clients now
     pooled = adapter.client._client
@@ -133,23 +117,6 @@ async def test_tune_applies_each_fix_and_closes_them_with_the_app(tmp_path: Path
     await table.has_model("gpt-4o-mini")
     await table.has_model("gpt-4o-mini")
     assert table.asked == ["gpt-4o-mini"]
-    async with app.router.lifespan_context(app):
-        assert not pooled.is_closed
+    assert not pooled.is_closed
+    await applied.aclose()
     assert pooled.is_closed
-    assert app.events == ["started", "stack shut down"]
-
-
-def test_install_makes_the_app_factory_tune_once() -> None:
-    built: list[Any] = []
-
-    def create_app() -> Any:
-        app = SimpleNamespace(stack=SimpleNamespace(impls={}))
-        built.append(app)
-        return app
-
-    server = SimpleNamespace(create_app=create_app)
-    install(server)
-    factory = server.create_app
-    install(server)  # a second install keeps the first
-    assert server.create_app is factory
-    assert server.create_app() is built[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +26,8 @@ def test_ogx_backend_is_active_with_its_header() -> None:
     backend = active_backend()
     assert (backend.name, backend.provider_data_header) == ("ogx", "X-OGX-Provider-Data")
     assert backend.server_command(Path("run.yaml"), 8321) == [
-        "ogx", "run", "run.yaml", "--insecure", "--port", "8321",
+        sys.executable, "-m", "llama_entra.backends.ogx_server", "run.yaml", "--insecure",
+        "--port", "8321",
     ]  # fmt: skip
 
 
