@@ -61,12 +61,17 @@ async def test_the_service_client_keeps_150_requests_open_at_once() -> None:
 
 
 @asynccontextmanager
-async def _holding_server(release: asyncio.Event, seen: list[int]) -> AsyncIterator[str]:
-    """A server that counts requests as they arrive and answers them once ``release`` is set."""
+async def _holding_server(
+    release: asyncio.Event, seen: list[int], full: asyncio.Event, size: int
+) -> AsyncIterator[str]:
+    """A server that counts requests as they arrive (``full`` once ``size`` of them have) and
+    answers them once ``release`` is set."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         seen.append(1)
+        if len(seen) == size:
+            full.set()
         await release.wait()
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await writer.drain()
@@ -80,19 +85,14 @@ async def _holding_server(release: asyncio.Event, seen: list[int]) -> AsyncItera
         await server.wait_closed()
 
 
-async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0.01)
-
-
 async def test_pooled_transport_spreads_requests_over_its_pools() -> None:
     """Four pools of two: eight requests open at once, the ninth waits for a free connection."""
-    release, seen = asyncio.Event(), []
-    async with _holding_server(release, seen) as url:
+    release, full, seen = asyncio.Event(), asyncio.Event(), []
+    async with _holding_server(release, seen, full, 8) as url:
         client = httpx.AsyncClient(transport=PooledTransport(pools=4, connections=2))
         calls = [asyncio.create_task(client.get(f"{url}/v1/health")) for _ in range(9)]
         try:
-            await asyncio.wait_for(_until(lambda: len(seen) == 8), timeout=10)
+            await asyncio.wait_for(full.wait(), timeout=10)
             await asyncio.sleep(0.2)  # the ninth has had time to arrive, were it not queued
             assert len(seen) == 8
             release.set()
