@@ -5,6 +5,11 @@ imported here: it is left out of collection on purpose (CI runs the suite on bot
 skipped at run time.
 """
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from llama_entra.backends import active_backend
 
 _OWN_TESTS = {
@@ -23,3 +28,23 @@ collect_ignore = [
     if backend != active_backend().name
     for name in names
 ]
+
+
+@pytest.fixture
+def azure_adapter(tmp_path: Path) -> Any:
+    """llama-stack 0.7.3's real ``remote::azure`` adapter with a static key and its own CA
+    bundle in ``network`` (imported here: only that backend's tests ask for it)."""
+    import trustme
+    from llama_stack.providers.remote.inference.azure.azure import AzureInferenceAdapter
+    from llama_stack.providers.remote.inference.azure.config import AzureConfig
+
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    config = AzureConfig(
+        base_url="https://resource.example/openai/v1",
+        api_key="static-key-for-the-test",
+        network={"tls": {"verify": str(ca)}},
+    )
+    adapter = AzureInferenceAdapter(config=config)
+    object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
+    return adapter

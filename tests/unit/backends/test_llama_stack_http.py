@@ -15,25 +15,14 @@ import trustme
 from llama_entra.backends.llama_stack_http import POOLS, share_http_clients
 
 
-def _router(tmp_path: Path) -> tuple[Any, Any]:
-    from llama_stack.providers.remote.inference.azure.azure import AzureInferenceAdapter
-    from llama_stack.providers.remote.inference.azure.config import AzureConfig
-
-    ca = tmp_path / "ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(ca))
-    config = AzureConfig(
-        base_url="https://resource.example/openai/v1",
-        api_key="static-key-for-the-test",
-        network={"tls": {"verify": str(ca)}},
-    )
-    adapter = AzureInferenceAdapter(config=config)
-    object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
+def _router(adapter: Any) -> Any:
     table = type("Table", (), {"impls_by_provider_id": {"azure": adapter}})()
-    return type("Router", (), {"routing_table": table})(), adapter
+    return type("Router", (), {"routing_table": table})()
 
 
-async def test_share_http_clients_reuses_a_few_pools_across_calls(tmp_path: Path) -> None:
-    router, adapter = _router(tmp_path)
+async def test_share_http_clients_reuses_a_few_pools_across_calls(azure_adapter: Any) -> None:
+    adapter = azure_adapter
+    router = _router(adapter)
     shared = share_http_clients(router)
     assert len(shared.clients) == POOLS
     assert adapter.config.network is None

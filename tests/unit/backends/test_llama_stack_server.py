@@ -8,11 +8,8 @@ misses, routes the conversation store's statements through a lane, and closes th
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-
-import trustme
 
 from llama_entra.backends.llama_stack_http import POOLS
 from llama_entra.backends.llama_stack_server import (
@@ -75,20 +72,9 @@ def test_a_table_without_has_model_is_left_alone() -> None:
     assert remember_model_misses(object()) is None
 
 
-def _impls(tmp_path: Path) -> tuple[dict[Any, Any], Any, _Table, Any]:
-    from llama_stack.providers.remote.inference.azure.azure import AzureInferenceAdapter
-    from llama_stack.providers.remote.inference.azure.config import AzureConfig
+def _impls(adapter: Any) -> tuple[dict[Any, Any], _Table, Any]:
     from llama_stack_api import Api
 
-    ca = tmp_path / "ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(ca))
-    config = AzureConfig(
-        base_url="https://resource.example/openai/v1",
-        api_key="static-key-for-the-test",
-        network={"tls": {"verify": str(ca)}},
-    )
-    adapter = AzureInferenceAdapter(config=config)
-    object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
     table = _Table()
     table.impls_by_provider_id = {"azure": adapter}  # type: ignore[attr-defined]
 
@@ -98,11 +84,12 @@ def _impls(tmp_path: Path) -> tuple[dict[Any, Any], Any, _Table, Any]:
     inner = SimpleNamespace(async_session=lambda: None, _ensure_engine=ensure_engine)
     conversations = SimpleNamespace(sql_store=SimpleNamespace(sql_store=inner))
     impls = {Api.inference: SimpleNamespace(routing_table=table), Api.conversations: conversations}
-    return impls, adapter, table, inner
+    return impls, table, inner
 
 
-async def test_fixes_apply_each_one_and_close_the_pools(tmp_path: Path) -> None:
-    impls, adapter, table, inner = _impls(tmp_path)
+async def test_fixes_apply_each_one_and_close_the_pools(azure_adapter: Any) -> None:
+    adapter = azure_adapter
+    impls, table, inner = _impls(adapter)
     own_session = inner.async_session
     applied = fixes(impls)
     assert applied.applied == [

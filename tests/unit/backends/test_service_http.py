@@ -32,31 +32,16 @@ def _http_client(raw: Any) -> httpx.AsyncClient:
 
 
 async def test_the_service_client_keeps_150_requests_open_at_once() -> None:
-    arrived = 0
-    everyone = asyncio.Event()
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal arrived
-        await reader.readuntil(b"\r\n\r\n")
-        arrived += 1
-        if arrived == OPEN:
-            everyone.set()
-        await everyone.wait()
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    adapter = active_backend().open_service(f"http://127.0.0.1:{port}", None, 30.0)
-    client = _http_client(adapter.raw)
-    try:
-        calls = [client.get(f"http://127.0.0.1:{port}/v1/health") for _ in range(OPEN)]
-        answers = await asyncio.wait_for(asyncio.gather(*calls), timeout=20)
-    finally:
-        await client.aclose()
-        server.close()
-    assert arrived == OPEN
+    everyone, seen = asyncio.Event(), []
+    async with _holding_server(everyone, seen, everyone, OPEN) as url:
+        adapter = active_backend().open_service(url, None, 30.0)
+        client = _http_client(adapter.raw)
+        try:
+            calls = [client.get(f"{url}/v1/health") for _ in range(OPEN)]
+            answers = await asyncio.wait_for(asyncio.gather(*calls), timeout=20)
+        finally:
+            await client.aclose()
+    assert len(seen) == OPEN
     assert {a.text for a in answers} == {"ok"}
 
 
