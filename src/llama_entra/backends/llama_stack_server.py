@@ -48,6 +48,7 @@ class ModelMisses:
         self._has_model = has_model
         self._clock = clock
         self._misses: dict[str, float] = {}  # model id -> until when it is known missing
+        self._generation = 0  # moves on each forget: an answer from before it is not kept
 
     async def has_model(self, model_id: str) -> bool:
         """Whether ``model_id`` is registered; a recent "no" without asking the registry."""
@@ -55,17 +56,20 @@ class ModelMisses:
         until = self._misses.get(model_id)
         if until is not None and now < until:
             return False
+        generation = self._generation
         if await self._has_model(model_id):
             self._misses.pop(model_id, None)
             return True
-        if len(self._misses) >= MAX_MISSES:
-            self._misses.clear()
-        self._misses[model_id] = now + MISS_SECONDS
+        if generation == self._generation:
+            if len(self._misses) >= MAX_MISSES:
+                self._misses.clear()
+            self._misses[model_id] = now + MISS_SECONDS
         return False
 
     def forget(self) -> None:
         """Forget every miss (a model was registered or unregistered)."""
         self._misses.clear()
+        self._generation += 1
 
 
 def remember_model_misses(table: object) -> ModelMisses | None:
@@ -111,7 +115,7 @@ def fixes(impls: Any) -> ServerFixes:
 
 
 def main(argv: list[str]) -> None:
-    """``llama stack run`` with ``argv`` (the run config, then its options), tuned."""
+    """``llama stack run`` with ``argv`` (the run config, then its options), with the fixes."""
     from llama_stack.cli.llama import main as llama
     from llama_stack.core.server import server
 

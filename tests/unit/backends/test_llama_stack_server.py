@@ -68,6 +68,20 @@ async def test_registering_through_the_table_forgets_the_misses() -> None:
     assert table.asked == ["gpt-4o-mini"] * 3
 
 
+async def test_a_miss_answered_while_a_model_is_registered_is_not_kept() -> None:
+    table = _Table()
+
+    async def asked_during_registration(model_id: str) -> bool:
+        found = await table.has_model(model_id)  # "no", read before the registration
+        await table.register_model(model_id)
+        misses.forget()
+        return found
+
+    misses = ModelMisses(asked_during_registration)
+    assert await misses.has_model("gpt-4o-mini") is False
+    assert await misses.has_model("gpt-4o-mini") is True  # asked again: the "no" was not kept
+
+
 def test_a_table_without_has_model_is_left_alone() -> None:
     assert remember_model_misses(object()) is None
 
