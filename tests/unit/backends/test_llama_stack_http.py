@@ -12,7 +12,9 @@ from typing import Any
 
 import trustme
 
-from llama_entra.backends.llama_stack_http import POOLS, share_http_clients
+import uvicorn
+
+from llama_entra.backends.llama_stack_http import KEEPALIVE_SECONDS, POOLS, share_http_clients
 
 
 def _router(tmp_path: Path) -> tuple[Any, Any]:
@@ -40,6 +42,10 @@ async def test_share_http_clients_reuses_a_few_pools_across_calls(tmp_path: Path
     used = {id(adapter.client._client) for _ in range(3 * POOLS)}
     assert used == {id(client) for client in shared.clients}
     assert adapter.client.api_key == "static-key-for-the-test"
+    # An idle connection is dropped before a server on uvicorn's defaults (the emulator) closes
+    # it: a call sent as the server closes has an unknown outcome and cannot be sent again.
+    pool = shared.clients[0]._transport._pool  # type: ignore[attr-defined]
+    assert pool._keepalive_expiry == KEEPALIVE_SECONDS < uvicorn.Config(app=None).timeout_keep_alive
     await shared.aclose()
     assert shared.clients == []
 
@@ -66,3 +72,22 @@ async def test_share_http_clients_leaves_the_azure_entra_provider_its_own_client
     assert shared.clients == []
     assert adapter.config.network is not None
     assert adapter.config.network.tls.verify == ca
+
+
+async def test_the_real_mixin_maps_a_provider_id_asking_the_store_once(tmp_path: Path) -> None:
+    """0.7.3's mixin asks ``has_model`` per call; wrapped, a miss reaches the store once."""
+    from llama_entra.backends.model_lookups import remember_missing_models
+
+    router, adapter = _router(tmp_path)
+    asked: list[str] = []
+
+    class Table:
+        async def has_model(self, model_id: str) -> bool:
+            asked.append(model_id)
+            return False
+
+    adapter.model_store = Table()
+    assert remember_missing_models(router) == 1
+    ids = [await adapter._get_provider_model_id("gpt-4o-mini") for _ in range(5)]
+    assert ids == ["gpt-4o-mini"] * 5
+    assert asked == ["gpt-4o-mini"]
