@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import trustme
-
 import uvicorn
 
 from llama_entra.backends.llama_stack_http import KEEPALIVE_SECONDS, POOLS, share_http_clients
