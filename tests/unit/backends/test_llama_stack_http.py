@@ -3,17 +3,29 @@
 Every call's ``AsyncOpenAI`` gets one of the provider's few pooled HTTP clients (so connections
 and the TLS set-up are reused) instead of a new one per call, with the provider's own network
 settings (its CA bundle) applied once; the key stays per call; ``aclose`` closes the pools.
+The ``AsyncOpenAI`` clients are kept per key, base URL and pool, and a call never gets a client
+made for another key or base URL.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
+import pytest
 import trustme
 import uvicorn
+from pydantic import SecretStr
 
-from llama_entra.backends.llama_stack_http import KEEPALIVE_SECONDS, POOLS, share_http_clients
+from llama_entra.backends.llama_stack_http import (
+    KEEPALIVE_SECONDS,
+    MAX_CLIENTS,
+    POOLS,
+    OpenAIClients,
+    share_http_clients,
+)
 
 
 def _router(tmp_path: Path) -> tuple[Any, Any]:
@@ -90,3 +102,62 @@ async def test_the_real_mixin_maps_a_provider_id_asking_the_store_once(tmp_path:
     ids = [await adapter._get_provider_model_id("gpt-4o-mini") for _ in range(5)]
     assert ids == ["gpt-4o-mini"] * 5
     assert asked == ["gpt-4o-mini"]
+
+
+def _call_with_key(adapter: Any, key: str | None) -> None:
+    """The next call's provider data carries ``key`` (as a request's would)."""
+    data = None if key is None else SimpleNamespace(azure_api_key=SecretStr(key))
+    object.__setattr__(adapter, "get_request_provider_data", lambda: data)
+
+
+async def test_share_http_clients_keeps_one_openai_client_per_key_and_pool(
+    tmp_path: Path,
+) -> None:
+    router, adapter = _router(tmp_path)
+    shared = share_http_clients(router)
+    _call_with_key(adapter, "token-a")
+    first = [adapter.client for _ in range(POOLS)]
+    again = [adapter.client for _ in range(POOLS)]
+    assert [id(client) for client in again] == [id(client) for client in first]
+    assert {client.api_key for client in first} == {"token-a"}
+    _call_with_key(adapter, "token-b")
+    other = [adapter.client for _ in range(POOLS)]
+    assert {client.api_key for client in other} == {"token-b"}
+    assert not {id(client) for client in other} & {id(client) for client in first}
+    await shared.aclose()
+
+
+async def test_share_http_clients_without_a_key_keeps_the_libraries_error(tmp_path: Path) -> None:
+    router, adapter = _router(tmp_path)
+    object.__setattr__(adapter, "get_api_key", lambda: None)
+    shared = share_http_clients(router)
+    _call_with_key(adapter, None)
+    with pytest.raises(ValueError, match="API key not provided"):
+        _ = adapter.client
+    await shared.aclose()
+
+
+def test_openai_clients_never_serve_another_key_or_base_url() -> None:
+    pools = [httpx.AsyncClient(), httpx.AsyncClient()]
+    clients = OpenAIClients(dict, pools)
+    calls = [
+        ("key-1", "https://one.example/v1"),
+        ("key-2", "https://one.example/v1"),
+        ("key-1", "https://two.example/v1"),
+    ] * 3
+    for key, url in calls:
+        client = clients.get(key, url)
+        assert client.api_key == key
+        assert str(client.base_url) == f"{url}/"
+    assert len(clients) == 3 * len(pools)  # one per key, URL and pool, then reused
+
+
+def test_openai_clients_keep_the_most_recent_few() -> None:
+    clients = OpenAIClients(lambda: {"max_retries": 0}, [httpx.AsyncClient()])
+    kept = clients.get("key-kept", "https://one.example/v1")
+    for n in range(MAX_CLIENTS + 10):
+        clients.get(f"key-{n}", "https://one.example/v1")
+        assert clients.get("key-kept", "https://one.example/v1") is kept  # used, so kept
+    assert len(clients) == MAX_CLIENTS
+    assert kept.max_retries == 0  # the adapter's own parameters
+    assert clients.get("key-0", "https://one.example/v1").api_key == "key-0"  # made again
