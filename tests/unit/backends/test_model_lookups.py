@@ -6,7 +6,10 @@ and each miss read the key-value store (a new SQLite connection and thread per c
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from llama_entra.backends.model_lookups import (
     MAX_MISSES,
@@ -29,6 +32,21 @@ class _Store:
 
     async def get_model(self, model_id: str) -> str:
         return f"model {model_id}"
+
+
+class _SlowStore(_Store):
+    """A store that answers once ``answer`` is set (a read on its own thread, in 0.7.3)."""
+
+    def __init__(self, registered: set[str]) -> None:
+        super().__init__(registered)
+        self.answer = asyncio.Event()
+
+    async def has_model(self, model_id: str) -> bool:
+        self.asked.append(model_id)
+        await self.answer.wait()
+        if "broken" in model_id:
+            raise RuntimeError("the store failed")
+        return model_id in self.registered
 
 
 class _Clock:
@@ -81,3 +99,44 @@ def test_each_adapter_gets_the_wrapper_once_and_adapters_sharing_a_store_share_i
     assert not hasattr(bare, "model_store")
     assert remember_missing_models(inference) == 0
     assert remember_missing_models(object()) == 0
+
+
+async def test_concurrent_calls_share_one_lookup_of_an_id() -> None:
+    store = _SlowStore({"azure/gpt-4o-mini"})
+    models = RememberedMisses(store, _Clock())
+    misses = [asyncio.create_task(models.has_model("gpt-4o-mini")) for _ in range(50)]
+    hits = [asyncio.create_task(models.has_model("azure/gpt-4o-mini")) for _ in range(50)]
+    await asyncio.sleep(0)
+    store.answer.set()
+    assert await asyncio.gather(*misses) == [False] * 50
+    assert await asyncio.gather(*hits) == [True] * 50
+    assert sorted(store.asked) == ["azure/gpt-4o-mini", "gpt-4o-mini"]
+    assert await models.has_model("azure/gpt-4o-mini")  # a hit is asked again afterwards
+    assert len(store.asked) == 3
+
+
+async def test_a_caller_going_away_leaves_the_shared_lookup_to_the_others() -> None:
+    store = _SlowStore(set())
+    models = RememberedMisses(store, _Clock())
+    leaving = asyncio.create_task(models.has_model("gpt-4o-mini"))
+    staying = asyncio.create_task(models.has_model("gpt-4o-mini"))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    store.answer.set()
+    assert await staying is False
+    assert leaving.cancelled()
+    assert store.asked == ["gpt-4o-mini"]
+
+
+async def test_a_failed_lookup_fails_its_waiters_and_is_not_remembered() -> None:
+    store = _SlowStore(set())
+    models = RememberedMisses(store, _Clock())
+    waiting = [asyncio.create_task(models.has_model("broken-id")) for _ in range(3)]
+    await asyncio.sleep(0)
+    store.answer.set()
+    for task in waiting:
+        with pytest.raises(RuntimeError, match="the store failed"):
+            await task
+    with pytest.raises(RuntimeError):
+        await models.has_model("broken-id")  # asked again, not answered from memory
+    assert store.asked == ["broken-id", "broken-id"]
