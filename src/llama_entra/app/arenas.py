@@ -2,10 +2,11 @@
 
 glibc gives each thread that allocates an arena of its own, up to eight per core, and memory
 freed in an arena stays in the process's resident size. llama-stack 0.7.3 opens a SQLite
-connection, on a new aiosqlite thread, for each lookup its registry cannot answer from its
-cache (one per streamed answer on its ``remote::azure`` path), so a burst of concurrent
-requests is a burst of short-lived threads, each leaving pages behind in one more arena.
-Measured in library mode with 200 concurrent streams: about 230 KB of resident growth per open
+connection, on a new aiosqlite thread, for each read of its key-value store (each lookup its
+registry cannot answer from its cache), so a burst of such reads is a burst of short-lived
+threads, each leaving pages behind in one more arena. Measured in library mode with 200
+concurrent streams, while every streamed answer still made such a read (its ``has_model``
+lookup, now remembered: ``backends.model_lookups``): about 230 KB of resident growth per open
 stream with glibc's default, about 150 KB with two arenas (the threads then share them), and
 no measurable change in CPU. Two, not one: the event loop keeps an arena of its own, apart
 from the stores' threads.
