@@ -28,6 +28,7 @@ where they enter (``raise ... from exc``); only ``llama_entra.app`` maps the tre
     │   └── ConversationNotFoundError  unknown conversation (or another caller's)
     ├── InvalidInputError         the caller's input is wrong        -> 422 (or 400)
     ├── QuotaExceededError        a token quota of the caller or the service is used up -> 429
+    ├── ServiceOverloadedError    the worker is overloaded and a new call waited too long -> 503
     └── AuthError                 an inbound caller is not let in
         ├── UnauthenticatedError   no or bad caller credential        -> 401
         ├── ForbiddenError         authenticated, action not allowed  -> 403
@@ -323,3 +324,14 @@ class QuotaExceededError(LlamaEntraError):
         self.cause = cause
         self.retry_after = retry_after
         super().__init__(cause)
+
+
+class ServiceOverloadedError(LlamaEntraError):
+    """The worker's event loop stayed overloaded while a new call waited its turn (503).
+
+    ``retry_after`` is a whole number of seconds worth waiting before trying again.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__("the service is overloaded: the call waited its turn too long")

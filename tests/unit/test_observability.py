@@ -262,3 +262,12 @@ def test_observability_token_alert_fires_only_without_a_successful_refresh(
         [_promtool(), "test", "rules", str(tests)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_overload_metrics_are_exported(exported: set[str]) -> None:
+    assert {
+        "llama_entra_event_loop_lag_seconds",
+        "llama_entra_admission_waited_total",
+        "llama_entra_admission_waiting",
+        "llama_entra_admission_refused_total",
+    } <= exported

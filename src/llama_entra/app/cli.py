@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from llama_entra.app.arenas import limit_malloc_arenas
+
 if TYPE_CHECKING:
     from llama_entra.config import LlamaEntraConfig, ServiceConfig
     from llama_entra.telemetry.setup import Tracing
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         service = _overridden(service, overrides)
         config = config.model_copy(update={"service": service})
     configure_logging(service.log_level, service.log_format)
+    limit_malloc_arenas()  # before Llama Stack starts any thread (see the module)
     common: dict[str, object] = {
         "host": service.host,
         "port": service.port,

@@ -44,6 +44,7 @@ from llama_entra.errors import (
     ModelNotFoundError,
     NotFoundError,
     QuotaExceededError,
+    ServiceOverloadedError,
     TokenError,
     UnauthenticatedError,
     UpstreamAuthError,
@@ -128,6 +129,9 @@ def status_and_body(
             # lightspeed-stack's QuotaExceededResponse; the wait is until the period turns.
             headers = {"Retry-After": str(exc.retry_after)}
             return 429, error_body("The quota has been exceeded", exc.cause), headers
+        case ServiceOverloadedError():
+            headers = {"Retry-After": str(exc.retry_after)}
+            return 503, error_body("Service overloaded", str(exc)), headers
         case DatabaseUnavailableError():
             return 503, error_body("Database unavailable", exc.message), {"Retry-After": "5"}
         case UpstreamUnavailableError():
@@ -205,6 +209,8 @@ def error_code(exc: LlamaEntraError, status: int) -> str:
             return "PermissionDenied"
         case QuotaExceededError():
             return "insufficient_quota"
+        case ServiceOverloadedError():
+            return "service_overloaded"
         case _:
             return _status_code(status)
 

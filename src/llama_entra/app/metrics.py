@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -28,7 +28,7 @@ from llama_entra.azure.metrics import deployment_families
 from llama_entra.entra.metrics import LATENCY_BUCKETS, register_token_metrics
 from llama_entra.identity import register_user_token_metrics
 from llama_entra.quotas import QuotaLimiter
-from llama_entra.stack import ClientHolder
+from llama_entra.stack import Admission, ClientHolder
 
 __all__ = ["ServiceMetrics"]
 
@@ -67,7 +67,32 @@ class _HolderCollector(Collector):
             family = CounterMetricFamily(name, text)
             family.add_metric([], float(value))
             yield family
+        if holder.admission is not None:
+            yield from _admission_families(holder.admission)
         yield from deployment_families(self.holder.resources.pools)
+
+
+def _admission_families(admission: Admission) -> Iterator[Metric]:
+    waited = CounterMetricFamily(
+        "llama_entra_admission_waited",
+        "New Azure calls that waited their turn because this worker's event loop lagged",
+    )
+    waited.add_metric([], float(admission.waited))
+    refused = CounterMetricFamily(
+        "llama_entra_admission_refused",
+        "New Azure calls refused with 503 after waiting their turn too long",
+    )
+    refused.add_metric([], float(admission.refused))
+    lag = GaugeMetricFamily(
+        "llama_entra_event_loop_lag_seconds",
+        "How late this worker's event loop ran a 50 ms timer, last measured",
+    )
+    lag.add_metric([], admission.lag)
+    queued = GaugeMetricFamily(
+        "llama_entra_admission_waiting", "New Azure calls waiting their turn now"
+    )
+    queued.add_metric([], float(admission.waiting))
+    return iter((waited, refused, lag, queued))
 
 
 class _QuotaCollector(Collector):

@@ -34,6 +34,7 @@ from llama_entra.backends.direct import DirectConversations
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.llama_stack_direct import LlamaStackDirectConversations
 from llama_entra.backends.llama_stack_http import share_http_clients
+from llama_entra.backends.model_lookups import remember_missing_models
 from llama_entra.backends.records import conversation_record, listed_model, to_json
 from llama_entra.backends.sdk_retries import disable_sdk_retries
 from llama_entra.backends.service_http import service_http_client
@@ -299,6 +300,7 @@ class LlamaStackBackend:
         )
         inference = impls.get(Api.inference)
         disable_sdk_retries(inference)
+        remember_missing_models(inference)
         pools = share_http_clients(inference)
         chat = DirectChat(inference, internals, [pools.aclose]) if inference else None
         return LlamaStackClientAdapter(

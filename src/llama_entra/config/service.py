@@ -75,6 +75,21 @@ class ServiceConfig(StrictModel):
         "idle connections are closed at once.",
     )
     tls: TlsConfig | None = Field(None, description="Serve HTTPS (absent: plain HTTP).")
+    admission_max_lag_ms: int = Field(
+        250,
+        ge=0,
+        le=60_000,
+        description="New Azure calls wait their turn while a worker's event loop runs this many "
+        "milliseconds late (overloaded), so the streams it carries keep their pace and new calls "
+        "do not time out inside; 0 starts every call at once.",
+    )
+    admission_max_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How long a new call may wait its turn on an overloaded worker; then 503 "
+        "with `Retry-After`.",
+    )
 
     @model_validator(mode="after")
     def _tls_runs_in_one_process(self) -> ServiceConfig:

@@ -41,6 +41,7 @@ from llama_entra.errors import (
     UpstreamError,
 )
 from llama_entra.identity import UserPermissionError, UserTokens
+from llama_entra.stack.admission import Admission
 from llama_entra.stack.models import ModelInfo
 from llama_entra.stack.permission import PermissionWatch, is_permission_denied
 from llama_entra.stack.resources import ResourceRouter
@@ -94,6 +95,12 @@ class ClientHolder:
             config.azure_entra_id.endpoints if config.azure_entra_id else {}
         )
         self._azure_bases: dict[str, str] | None = None
+        service = config.service
+        self.admission = (
+            Admission(service.admission_max_lag_ms / 1000, service.admission_max_wait_seconds)
+            if service.admission_max_lag_ms
+            else None
+        )
         self._models: dict[str, ModelInfo] = {}
 
     def _retry_policy(self) -> AzureRetryPolicy:
@@ -291,6 +298,8 @@ class ClientHolder:
         Traced as ``llama_stack.<name>``, the retry as its child ``azure.unauthorized_retry``.
         """
         with spans.span(f"llama_stack.{name}", self._span_attributes(model)):
+            if self.admission is not None:
+                await self.admission.admit()
             headers = await self.headers_for(model)
             try:
                 return self._accepted(model, await self._throttled(model, operation, headers))
@@ -341,6 +350,8 @@ class ClientHolder:
         self, model: ModelInfo | None, operation: Operation[AsyncIterator[T]]
     ) -> tuple[AsyncIterator[T], T] | None:
         """The stream and its first chunk (None: empty), retried once after Azure's 401."""
+        if self.admission is not None:
+            await self.admission.admit()
         headers = await self.headers_for(model)
         try:
             opened = await self._throttled(model, _first_chunk(operation), headers)
@@ -452,6 +463,8 @@ class ClientHolder:
 
     async def aclose(self) -> None:
         """Close the client (and shut the in-process stack down in library mode)."""
+        if self.admission is not None:
+            await self.admission.aclose()
         if self._client is not None:
             await _close(self._client)
 

@@ -242,3 +242,34 @@ def test_a_lost_database_restarts_the_stack_in_library_mode_only() -> None:
     )
     service.database_lost(lost)
     assert service.started and service.waiting_for is None
+
+
+async def test_holder_an_overloaded_worker_refuses_a_new_call_before_calling_azure(
+    entra: FakeEntra,
+) -> None:
+    from llama_entra.errors import ServiceOverloadedError
+    from llama_entra.stack.admission import BATCH, Admission
+
+    holder = _holder(entra)
+    assert holder.admission is not None  # on by default
+    holder.admission = Admission(max_lag=0.0, max_wait=0.2)  # every tick counts as lagging
+    model = await holder.resolve_model("gpt-4o-mini")
+    calls = 0
+
+    async def operation(headers: dict[str, str], model_id: str) -> str:
+        nonlocal calls
+        calls += 1
+        return "answer"
+
+    assert [await holder.call(model, operation) for _ in range(BATCH)] == ["answer"] * BATCH
+    with pytest.raises(ServiceOverloadedError):
+        await holder.call(model, operation)
+    with pytest.raises(ServiceOverloadedError):
+        [chunk async for chunk in holder.stream(model, operation)]  # type: ignore[arg-type]
+    assert calls == BATCH
+    await holder.aclose()
+
+
+def test_holder_admission_is_off_with_a_zero_lag() -> None:
+    config = LlamaEntraConfig.model_validate({"service": {"admission_max_lag_ms": 0}})
+    assert ClientHolder(config, None, None, mode="library").admission is None
