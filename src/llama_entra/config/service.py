@@ -76,7 +76,7 @@ class ServiceConfig(StrictModel):
     )
     tls: TlsConfig | None = Field(None, description="Serve HTTPS (absent: plain HTTP).")
     admission_max_lag_ms: int = Field(
-        250,
+        1000,
         ge=0,
         le=60_000,
         description="New Azure calls wait their turn while a worker's event loop runs this many "
