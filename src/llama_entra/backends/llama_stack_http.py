@@ -39,6 +39,8 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
+from llama_entra.backends.openai_chunks import ValidatingOpenAI
+
 __all__ = [
     "KEEPALIVE_SECONDS",
     "MAX_CLIENTS",
@@ -144,7 +146,7 @@ class OpenAIClients:
             self._clients.move_to_end(key)
             return client
         params = {**self._extra(), "http_client": self._pools[pool]}
-        client = AsyncOpenAI(api_key=api_key, base_url=base_url, **params)
+        client = ValidatingOpenAI(api_key=api_key, base_url=base_url, **params)
         self._clients[key] = client
         while len(self._clients) > MAX_CLIENTS:
             self._clients.popitem(last=False)

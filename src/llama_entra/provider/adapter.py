@@ -44,6 +44,7 @@ import openai
 from openai import AsyncOpenAI
 
 from llama_entra.azure import DeploymentPool, RateLimitRetry, classify_azure_error
+from llama_entra.backends.openai_chunks import ValidatingOpenAI
 from llama_entra.backends.upstream import never_connected
 from llama_entra.entra import TokenManager, create_token_manager
 from llama_entra.entra.claims import principal_of
@@ -189,8 +190,8 @@ class EntraAdapterMixin(_AdapterBase):
         tokens = create_token_manager(self.config.azure_entra_id)
         http_client = self.entra_http_client(tokens)
         urls = self.config.base_urls()
-        clients = {
-            url: AsyncOpenAI(
+        clients: dict[str, AsyncOpenAI] = {
+            url: ValidatingOpenAI(
                 api_key=PLACEHOLDER_API_KEY,
                 base_url=url,
                 http_client=http_client,
