@@ -35,6 +35,7 @@ from llama_entra.backends.boundary import ErrorBoundary
 from llama_entra.backends.direct import DirectConversations, ItemPage
 from llama_entra.backends.direct_chat import DirectChat, StackInternals
 from llama_entra.backends.ogx_direct import OgxDirectConversations
+from llama_entra.backends.openai_chunks import validate_chunks_of
 from llama_entra.backends.records import conversation_record, listed_model
 from llama_entra.backends.sdk_retries import disable_sdk_retries
 from llama_entra.backends.service_http import service_http_client
@@ -338,6 +339,7 @@ class OgxBackend:
         from ogx.core.library_client import AsyncOGXAsLibraryClient
         from ogx.core.request_headers import PROVIDER_DATA_VAR, request_provider_data_context
         from ogx.core.utils.context import preserve_contexts_async_generator
+        from ogx.providers.utils.inference import openai_mixin
         from ogx_api import Api
         from ogx_api.inference import OpenAIChatCompletionRequestWithExtraBody
 
@@ -355,6 +357,7 @@ class OgxBackend:
         )
         inference = impls.get(Api.inference)
         disable_sdk_retries(inference)
+        validate_chunks_of(openai_mixin)
         chat = DirectChat(inference, internals) if inference else None
         return OgxClientAdapter(self, client, library=True, direct=direct, chat=chat)
 

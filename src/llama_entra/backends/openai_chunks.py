@@ -14,18 +14,22 @@ conform to the SDK's model (Azure's first chunk of a stream carries only
 model, the same fields set and the same extra fields (Azure's ``content_filter_results``) as the
 SDK's construction gives; every other response is the SDK's own. The clients llama-entra builds
 for Llama Stack's providers use it: llama-stack 0.7.3's ``remote::azure`` in library mode and
-in the server (``llama_stack_http``), and ``remote::azure-entra`` on both backends.
+in the server (``llama_stack_http``), and ``remote::azure-entra`` on both backends. OGX's OpenAI
+mixin builds and keeps its clients itself, by the name ``AsyncOpenAI`` in its module:
+``validate_chunks_of(module)`` makes that name this class (library mode and the server), so
+every OpenAI-compatible provider of the stack gets the same chunks, faster.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import pydantic
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionChunk
 
-__all__ = ["ValidatingOpenAI"]
+__all__ = ["ValidatingOpenAI", "validate_chunks_of"]
 
 
 class ValidatingOpenAI(AsyncOpenAI):
@@ -38,3 +42,12 @@ class ValidatingOpenAI(AsyncOpenAI):
             except pydantic.ValidationError:
                 pass  # not the SDK's shape: built leniently below, as the SDK always does
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)
+
+
+def validate_chunks_of(module: ModuleType) -> bool:
+    """Make ``module`` build ``ValidatingOpenAI`` where it builds ``AsyncOpenAI`` (by that
+    name); whether it changed anything (not when the name is already another class)."""
+    if getattr(module, "AsyncOpenAI", None) is not AsyncOpenAI:
+        return False
+    module.AsyncOpenAI = ValidatingOpenAI  # type: ignore[attr-defined]
+    return True

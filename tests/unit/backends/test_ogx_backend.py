@@ -102,3 +102,22 @@ async def test_ogx_adapter_service_mode_reads_newest_ids_and_returns_added_ids()
     assert calls == [("conv_x", {"order": "desc", "limit": 2})]
     added = await adapter.add_conversation_items("conv_x", [{"role": "user"}, {"role": "x"}])
     assert added == ["msg_0", "msg_1"]
+
+
+def test_ogx_providers_build_clients_that_validate_streamed_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OGX's OpenAI mixin builds its clients by the name ``AsyncOpenAI`` in its module."""
+    from ogx.providers.remote.inference.azure.azure import AzureInferenceAdapter
+    from ogx.providers.remote.inference.azure.config import AzureConfig
+    from ogx.providers.utils.inference import openai_mixin
+
+    from llama_entra.backends.openai_chunks import ValidatingOpenAI, validate_chunks_of
+
+    monkeypatch.setattr(openai_mixin, "AsyncOpenAI", openai_mixin.AsyncOpenAI)  # restored after
+    assert validate_chunks_of(openai_mixin)
+    assert not validate_chunks_of(openai_mixin)  # once
+    config = AzureConfig(base_url="https://resource.example/openai/v1", api_key="static-key")
+    adapter = AzureInferenceAdapter(config=config)
+    object.__setattr__(adapter, "get_request_provider_data", lambda: None)  # no request here
+    assert type(adapter.client) is ValidatingOpenAI
