@@ -17,7 +17,7 @@ _OWN_TESTS = {
         "test_llama_stack_backend.py",
         "test_llama_stack_direct.py",
         "test_llama_stack_http.py",
-        "test_llama_stack_server.py",
+        "test_llama_stack_server_wrapper.py",
     ],
     "ogx": ["test_ogx_backend.py"],
 }
