@@ -14,6 +14,10 @@ service's CPU, and 1,000 streams did not finish within minutes. ``PooledTranspor
 the requests in turn over ``POOLS`` pools of ``POOL_CONNECTIONS`` each, so that every event
 looks at one small pool. The proxy the environment names for the server's URL (``HTTP_PROXY``,
 ``NO_PROXY``, ...) and the CA files it names (``SSL_CERT_FILE``) apply, as in httpx's own client.
+Idle connections are dropped after ``KEEPALIVE_SECONDS``, before the server (uvicorn: 5 s)
+closes them: a call sent as the server closes its connection fails with a connection error,
+which before the first streamed chunk counts as Azure refusing the token (a Llama Stack server
+drops a stream that way) and costs a fresh token.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import httpx
 
 __all__ = [
     "CONNECTIONS",
+    "KEEPALIVE_SECONDS",
     "POOLS",
     "POOL_CONNECTIONS",
     "PooledTransport",
@@ -35,6 +40,7 @@ __all__ = [
 POOLS = 16
 POOL_CONNECTIONS = 64
 CONNECTIONS = POOLS * POOL_CONNECTIONS  # 1,024: about the OpenAI SDK's 1,000 towards Azure
+KEEPALIVE_SECONDS = 4.0
 
 
 class PooledTransport(httpx.AsyncBaseTransport):
@@ -47,7 +53,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
         connections: int = POOL_CONNECTIONS,
         proxy: str | None = None,
     ) -> None:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        limits = httpx.Limits(
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        )
         self.pools = [httpx.AsyncHTTPTransport(limits=limits, proxy=proxy) for _ in range(pools)]
         self._turns = itertools.cycle(self.pools)
 

@@ -134,3 +134,12 @@ def test_the_service_client_sends_through_the_pooled_transport() -> None:
     transport = _http_client(adapter.raw)._transport
     assert isinstance(transport, PooledTransport)
     assert len(transport.pools) > 1
+
+
+def test_idle_connections_are_dropped_before_a_uvicorn_server_closes_them() -> None:
+    import uvicorn
+
+    from llama_entra.backends.service_http import KEEPALIVE_SECONDS
+
+    pool = PooledTransport().pools[0]._pool
+    assert pool._keepalive_expiry == KEEPALIVE_SECONDS < uvicorn.Config(app=None).timeout_keep_alive
